@@ -1,0 +1,3 @@
+from postar.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Authentication shared by every protocol: argon2id passwords, SASL, login limits."""

@@ -1,0 +1,339 @@
+"""The ``postar`` command: run the service, and noun-verb admin commands on the store.
+
+    postar [--config FILE] run
+    postar domain add|list|del
+    postar user add|list|del|passwd|disable|enable|app-password|app-passwords|app-password-revoke
+    postar alias add|list|del
+    postar queue list
+    postar config sample|doc|check
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any, Awaitable, Callable
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from postar import config as config_module
+from postar.auth.passwords import app_password_key, hash_password, make_app_password
+from postar.smtp.parser import parse_mailbox
+from postar.store import StoreError
+from postar.store.sqlite import SQLiteStore
+
+DEFAULT_CONFIG = "/etc/postar/postar.toml"
+
+
+def _config_path(given: str | None) -> str | None:
+    if given:
+        return given
+    from_env = os.environ.get("POSTAR_CONFIG")
+    if from_env:
+        return from_env
+    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
+
+
+def _load(ctx: click.Context) -> config_module.Config:
+    try:
+        return config_module.load(ctx.obj["config_path"])
+    except config_module.ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _with_store(ctx: click.Context, work: Callable[[SQLiteStore], Awaitable[Any]]) -> Any:
+    config = _load(ctx)
+
+    async def main() -> Any:
+        store = await SQLiteStore.open(config.data_path)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _address(text: str) -> str:
+    mailbox = parse_mailbox(text.strip())
+    if mailbox is None or mailbox.domain.startswith("["):
+        raise click.BadParameter(f"{text!r} is not an e-mail address like alice@example.org")
+    return f"{mailbox.local}@{mailbox.domain.lower()}"
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        raise click.UsageError("no terminal to ask for the password: use --password-stdin")
+    if len(password) < 8:
+        raise click.ClickException("the password must have at least 8 characters")
+    return password
+
+
+def _table(*columns: str) -> Table:
+    table = Table(*columns)
+    return table
+
+
+@click.group()
+@click.option("--config", "config_path", metavar="FILE", help=f"Config file (default {DEFAULT_CONFIG} "
+              "if it exists, or $POSTAR_CONFIG; else built-in defaults).")
+@click.version_option(package_name="postar")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """postar: mail on your own domain."""
+    ctx.obj = {"config_path": _config_path(config_path)}
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run every configured listener in the foreground until SIGTERM/SIGINT."""
+    from postar import log, service
+
+    config = _load(ctx)
+    log.configure(config.log_level)
+    try:
+        import uvloop
+        runner: Callable[..., Any] = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        runner(service.run(config, ctx.obj["config_path"]))
+    except service.StartupError as e:
+        raise click.ClickException(str(e)) from None
+
+
+# Domains -------------------------------------------------------------------------
+
+@main.group()
+def domain() -> None:
+    """Mail domains served here."""
+
+
+@domain.command("add")
+@click.argument("name")
+@click.pass_context
+def domain_add(ctx: click.Context, name: str) -> None:
+    """Serve mail for domain NAME."""
+    name = name.strip().lower().rstrip(".")
+    if parse_mailbox(f"x@{name}") is None or name.startswith("["):
+        raise click.BadParameter(f"{name!r} is not a domain name")
+    _with_store(ctx, lambda s: s.add_domain(name))
+    click.echo(f"domain {name} added")
+
+
+@domain.command("list")
+@click.pass_context
+def domain_list(ctx: click.Context) -> None:
+    """List the domains."""
+    for name in _with_store(ctx, lambda s: s.list_domains()):
+        click.echo(name)
+
+
+@domain.command("del")
+@click.argument("name")
+@click.pass_context
+def domain_del(ctx: click.Context, name: str) -> None:
+    """Stop serving domain NAME (it must have no accounts left)."""
+    _with_store(ctx, lambda s: s.delete_domain(name.lower()))
+    click.echo(f"domain {name} deleted")
+
+
+# Users ---------------------------------------------------------------------------
+
+@main.group()
+def user() -> None:
+    """Accounts; the login name is always the full e-mail address."""
+
+
+@user.command("add")
+@click.argument("address")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@click.pass_context
+def user_add(ctx: click.Context, address: str, password_stdin: bool) -> None:
+    """Add an account with its INBOX, Sent, Drafts, Trash, Junk and Archive."""
+    address = _address(address)
+    password_hash = hash_password(_read_password(password_stdin))
+    _with_store(ctx, lambda s: s.add_account(address, password_hash))
+    click.echo(f"user {address} added")
+
+
+@user.command("list")
+@click.pass_context
+def user_list(ctx: click.Context) -> None:
+    """List the accounts."""
+    accounts = _with_store(ctx, lambda s: s.list_accounts())
+    table = _table("address", "state", "IMAP")
+    for account in accounts:
+        table.add_row(account.address, "disabled" if account.disabled else "enabled",
+                      "on" if account.imap_enabled else "off")
+    Console().print(table)
+
+
+@user.command("del")
+@click.argument("address")
+@click.pass_context
+def user_del(ctx: click.Context, address: str) -> None:
+    """Delete an account and all its mail."""
+    address = _address(address)
+    _with_store(ctx, lambda s: s.delete_account(address))
+    click.echo(f"user {address} deleted")
+
+
+@user.command("passwd")
+@click.argument("address")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@click.pass_context
+def user_passwd(ctx: click.Context, address: str, password_stdin: bool) -> None:
+    """Change an account's password."""
+    address = _address(address)
+    password_hash = hash_password(_read_password(password_stdin))
+    _with_store(ctx, lambda s: s.set_password(address, password_hash))
+    click.echo(f"password of {address} changed")
+
+
+@user.command("disable")
+@click.argument("address")
+@click.pass_context
+def user_disable(ctx: click.Context, address: str) -> None:
+    """Refuse all logins of an account (its mail is still received)."""
+    address = _address(address)
+    _with_store(ctx, lambda s: s.set_disabled(address, True))
+    click.echo(f"user {address} disabled")
+
+
+@user.command("enable")
+@click.argument("address")
+@click.pass_context
+def user_enable(ctx: click.Context, address: str) -> None:
+    """Allow logins of a disabled account again."""
+    address = _address(address)
+    _with_store(ctx, lambda s: s.set_disabled(address, False))
+    click.echo(f"user {address} enabled")
+
+
+@user.command("app-password")
+@click.argument("address")
+@click.option("--name", required=True, help="What the password is for, e.g. thunderbird.")
+@click.pass_context
+def user_app_password(ctx: click.Context, address: str, name: str) -> None:
+    """Make an app password for one mail client; it is shown once."""
+    address = _address(address)
+    password = make_app_password()
+    _with_store(ctx, lambda s: s.add_app_password(address, name, hash_password(app_password_key(password))))
+    click.echo(f"app password {name!r} for {address} (shown once, spaces optional):")
+    click.echo(password)
+
+
+@user.command("app-passwords")
+@click.argument("address")
+@click.pass_context
+def user_app_passwords(ctx: click.Context, address: str) -> None:
+    """List an account's app passwords (names only)."""
+    address = _address(address)
+    for entry in _with_store(ctx, lambda s: s.list_app_passwords(address)):
+        click.echo(entry.name)
+
+
+@user.command("app-password-revoke")
+@click.argument("address")
+@click.option("--name", required=True, help="The app password's name.")
+@click.pass_context
+def user_app_password_revoke(ctx: click.Context, address: str, name: str) -> None:
+    """Revoke an app password; clients using it are refused at once."""
+    address = _address(address)
+    _with_store(ctx, lambda s: s.revoke_app_password(address, name))
+    click.echo(f"app password {name!r} of {address} revoked")
+
+
+# Aliases -------------------------------------------------------------------------
+
+@main.group()
+def alias() -> None:
+    """Addresses that deliver to other addresses."""
+
+
+@alias.command("add")
+@click.argument("address")
+@click.argument("target")
+@click.pass_context
+def alias_add(ctx: click.Context, address: str, target: str) -> None:
+    """Deliver mail for ADDRESS (or @domain, a catch-all) to TARGET."""
+    source = address.strip().lower() if address.startswith("@") else _address(address)
+    target = _address(target)
+    _with_store(ctx, lambda s: s.add_alias(source, target))
+    click.echo(f"alias {source} -> {target} added")
+
+
+@alias.command("list")
+@click.pass_context
+def alias_list(ctx: click.Context) -> None:
+    """List the aliases."""
+    for entry in _with_store(ctx, lambda s: s.list_aliases()):
+        click.echo(f"{entry.address} -> {entry.target}")
+
+
+@alias.command("del")
+@click.argument("address")
+@click.argument("target", required=False)
+@click.pass_context
+def alias_del(ctx: click.Context, address: str, target: str | None) -> None:
+    """Delete an alias (only the one TARGET when given)."""
+    _with_store(ctx, lambda s: s.delete_alias(address.strip().lower(), target and _address(target)))
+    click.echo(f"alias {address} deleted")
+
+
+# Queue ---------------------------------------------------------------------------
+
+@main.group()
+def queue() -> None:
+    """The outbound queue."""
+
+
+@queue.command("list")
+@click.pass_context
+def queue_list(ctx: click.Context) -> None:
+    """Messages waiting for delivery to other domains."""
+    entries = _with_store(ctx, lambda s: s.queue())
+    table = _table("queue id", "size", "sender", "recipients")
+    for entry in entries:
+        table.add_row(entry.queue_id, str(entry.size), entry.sender or "<>",
+                      ", ".join(r.address for r in entry.recipients))
+    Console().print(table)
+
+
+# Config --------------------------------------------------------------------------
+
+@main.group("config")
+def config_group() -> None:
+    """The configuration file."""
+
+
+@config_group.command("sample")
+def config_sample() -> None:
+    """Print a config file with every key and its default."""
+    click.echo(config_module.sample())
+
+
+@config_group.command("doc")
+def config_doc() -> None:
+    """Print the configuration reference (docs/configuration.md)."""
+    click.echo(config_module.reference(), nl=False)
+
+
+@config_group.command("check")
+@click.pass_context
+def config_check(ctx: click.Context) -> None:
+    """Read the config file and report the first problem."""
+    _load(ctx)
+    click.echo("config ok")

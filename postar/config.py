@@ -1,0 +1,240 @@
+"""The one configuration tree of postar, read from a TOML file.
+
+Every field is documented where it is defined (the ``doc`` metadata); the sample
+config and ``docs/configuration.md`` are generated from these definitions by
+``postar config sample`` and ``postar config doc``. Unknown keys are an error
+naming the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The config file is unreadable or holds an unknown key or a bad value."""
+
+
+def _doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+def _running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+# Standard ports as root; the same ports shifted into the unprivileged range otherwise.
+STANDARD_PORTS = {
+    "smtp": 25, "submission": 587, "submissions": 465,
+    "imap": 143, "imaps": 993, "pop3": 110, "pop3s": 995, "web": 443,
+}
+UNPRIVILEGED_PORTS = {
+    "smtp": 2525, "submission": 5870, "submissions": 4650,
+    "imap": 1430, "imaps": 9930, "pop3": 1100, "pop3s": 9950, "web": 8443,
+}
+SERVED_NOW = ("smtp", "submission", "submissions")
+
+
+def _default_listen(name: str) -> str:
+    if name not in SERVED_NOW:
+        return ""
+    ports = STANDARD_PORTS if _running_as_root() else UNPRIVILEGED_PORTS
+    return f"0.0.0.0:{ports[name]}"
+
+
+@dataclass
+class Listen:
+    """Where each service listens, as ``"host:port"``; absent or empty means off."""
+
+    smtp: str = _doc("Server-to-server SMTP (MX), STARTTLS offered, no AUTH. "
+                     "Default 0.0.0.0:25 as root, 0.0.0.0:2525 otherwise.",
+                     factory=lambda: _default_listen("smtp"))
+    submission: str = _doc("Message submission with STARTTLS (RFC 6409). "
+                           "Default 0.0.0.0:587 as root, 0.0.0.0:5870 otherwise.",
+                           factory=lambda: _default_listen("submission"))
+    submissions: str = _doc("Message submission over implicit TLS (RFC 8314). "
+                            "Default 0.0.0.0:465 as root, 0.0.0.0:4650 otherwise.",
+                            factory=lambda: _default_listen("submissions"))
+    imap: str = _doc("IMAP with STARTTLS (not served yet).", "")
+    imaps: str = _doc("IMAP over implicit TLS (not served yet).", "")
+    pop3: str = _doc("POP3 with STLS (not served yet).", "")
+    pop3s: str = _doc("POP3 over implicit TLS (not served yet).", "")
+    web: str = _doc("Web settings and autoconfig (not served yet).", "")
+
+
+@dataclass
+class TLS:
+    """The certificate every listener presents."""
+
+    cert: str = _doc("PEM certificate chain. Empty: a self-signed certificate for "
+                     "`hostname` is made in data_dir/tls on first start.", "")
+    key: str = _doc("PEM private key matching `cert`.", "")
+
+
+@dataclass
+class Limits:
+    """Limits that keep one client from hurting the others."""
+
+    message_size: int = _doc("Largest message accepted, in bytes (advertised as SIZE).",
+                             50 * 1024 * 1024)
+    recipients: int = _doc("Most recipients per message; more get 452 4.5.3.", 100)
+    connections_per_ip: int = _doc("Most simultaneous connections from one IP address.", 50)
+    failed_logins: int = _doc("Failed logins allowed per IP address within "
+                              "failed_login_window; then logins from it are refused.", 10)
+    failed_logins_per_account: int = _doc("Failed logins allowed per account within "
+                                          "failed_login_window, from all addresses.", 30)
+    failed_login_window: float = _doc("Seconds over which failed logins are counted.", 600.0)
+    failed_login_delay: float = _doc("Seconds each failed login waits before its reply "
+                                     "(as Dovecot's auth_failure_delay).", 2.0)
+    errors: int = _doc("Protocol errors in one session before it is closed with 421.", 20)
+    idle_timeout: float = _doc("Seconds a session may wait between commands "
+                               "(RFC 5321 §4.5.3.2.7 asks for at least 300).", 300.0)
+    shutdown_grace: float = _doc("Seconds running transactions get to finish on SIGTERM.", 30.0)
+    auth_cache_ttl: float = _doc("Seconds a verified login is remembered so repeated logins "
+                                 "skip the argon2id check; a changed or revoked password "
+                                 "misses at once. 0 turns the cache off.", 3600.0)
+
+
+def _default_data_dir() -> str:
+    if _running_as_root():
+        return "/var/lib/postar"
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return os.path.join(base, "postar")
+
+
+@dataclass
+class Config:
+    """The whole configuration."""
+
+    hostname: str = _doc("This server's name in greetings, EHLO and Received headers. "
+                         "Default: the machine's fully qualified name.",
+                         factory=socket.getfqdn)
+    data_dir: str = _doc("Where the store (SQLite database) and generated keys live. "
+                         "Default /var/lib/postar as root, ~/.local/share/postar otherwise.",
+                         factory=_default_data_dir)
+    log_level: str = _doc("One of debug, info, warning, error.", "info")
+    listen: Listen = _doc("Listeners.", factory=Listen)
+    tls: TLS = _doc("TLS certificate.", factory=TLS)
+    limits: Limits = _doc("Limits.", factory=Limits)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise ConfigError(f"unknown config key {name!r}")
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{name!r} must be a table")
+            kwargs[key] = _build(type(default), value, name)
+            continue
+        expected = type(default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            raise ConfigError(f"{name!r} must be {expected.__name__}, not {type(value).__name__}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _check(config: Config) -> None:
+    for f in dataclasses.fields(Listen):
+        address = getattr(config.listen, f.name)
+        if address:
+            try:
+                split_address(address)
+            except ValueError as e:
+                raise ConfigError(f"'listen.{f.name}': {e}") from None
+    if bool(config.tls.cert) != bool(config.tls.key):
+        raise ConfigError("'tls.cert' and 'tls.key' must be given together")
+    if config.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("'log_level' must be one of debug, info, warning, error")
+
+
+def load(path: str | os.PathLike[str] | None) -> Config:
+    """Read the config file at ``path``; ``None`` gives the defaults.
+
+    Raises ConfigError for an unreadable file, bad TOML, unknown keys or bad values.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config {path} is not valid TOML: {e}") from None
+    config = _build(Config, values, "")
+    _check(config)
+    return config
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` to (host, port); raises ValueError."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def sample() -> str:
+    """A commented TOML file holding every key with its default."""
+    lines: list[str] = ["# postar configuration; every key is optional.", ""]
+    config = Config()
+    tables = []
+    for f in dataclasses.fields(Config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            tables.append((f.name, value))
+            continue
+        lines += [f"# {f.metadata['doc']}", f"{f.name} = {_toml_value(value)}", ""]
+    for name, table in tables:
+        lines += [f"[{name}]", f"# {type(table).__doc__}"]
+        for sub in dataclasses.fields(table):
+            lines += [f"# {sub.metadata['doc']}", f"{sub.name} = {_toml_value(getattr(table, sub.name))}"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def reference() -> str:
+    """Markdown reference of every key, for docs/configuration.md."""
+    out = ["# Configuration", "",
+           "One TOML file, given with `postar --config FILE`. Every key is optional;",
+           "unknown keys are an error. Generated by `postar config doc`.", ""]
+    top = [f for f in dataclasses.fields(Config) if not dataclasses.is_dataclass(getattr(Config(), f.name))]
+    out += ["## Top level", "", "| key | meaning |", "| --- | --- |"]
+    out += [f"| `{f.name}` | {f.metadata['doc']} |" for f in top]
+    for f in dataclasses.fields(Config):
+        table = getattr(Config(), f.name)
+        if not dataclasses.is_dataclass(table):
+            continue
+        out += ["", f"## [{f.name}]", "", type(table).__doc__ or "", "",
+                "| key | default | meaning |", "| --- | --- | --- |"]
+        for sub in dataclasses.fields(table):
+            default = _toml_value(getattr(table, sub.name))
+            out.append(f"| `{sub.name}` | `{default}` | {sub.metadata['doc']} |")
+    return "\n".join(out) + "\n"

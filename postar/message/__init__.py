@@ -1,0 +1,120 @@
+"""Parse a message once, at delivery, into what IMAP will need (RFC 5322, RFC 2045-2046).
+
+``summarize`` reads the header fields of the IMAP ENVELOPE (RFC 9051 §7.5.2)
+and the MIME tree (each part's content type, parameters, transfer encoding,
+byte offsets, size and line count: enough for BODYSTRUCTURE and BODY[section]
+without reading the message again). It works on bytes with ``find`` and
+``split`` rather than the ``email`` package: it runs on every accepted message,
+so it must cost microseconds, not milliseconds. It never raises; a malformed
+message yields a summary of what could be read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+ENVELOPE_FIELDS = ("date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc",
+                   "in-reply-to", "message-id")
+_PART_FIELDS = ("content-type", "content-transfer-encoding", "content-id",
+                "content-description", "content-disposition", "content-language",
+                "content-location", "content-md5")
+_MAX_DEPTH = 20
+_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+
+
+def split_header(data: bytes, start: int = 0, end: int | None = None) -> int:
+    """Offset where the body starts (after the blank line), or ``end`` when there is none."""
+    end = len(data) if end is None else end
+    if data.startswith(b"\r\n", start):
+        return start + 2
+    blank = data.find(b"\r\n\r\n", start, end)
+    return end if blank < 0 else blank + 4
+
+
+def header_fields(block: bytes, wanted: tuple[str, ...]) -> dict[str, str]:
+    """The first occurrence of each wanted field, unfolded (RFC 5322 §2.2.3)."""
+    found: dict[str, str] = {}
+    name = None
+    value: list[str] = []
+    for line in block.decode("utf-8", "replace").split("\r\n"):
+        if line[:1] in (" ", "\t") and name is not None:
+            value.append(line)
+            continue
+        if name is not None and name not in found:
+            found[name] = "".join(value).strip()
+        key, colon, rest = line.partition(":")
+        key = key.strip().lower()
+        name = key if colon and key in wanted else None
+        value = [rest]
+    if name is not None and name not in found:
+        found[name] = "".join(value).strip()
+    return found
+
+
+def parse_content_type(value: str) -> tuple[str, str, dict[str, str]]:
+    """``text/plain; charset=utf-8`` to ("text", "plain", {"charset": "utf-8"})."""
+    main, _, _ = value.partition(";")
+    kind, _, subtype = main.strip().partition("/")
+    params = {}
+    for key, raw in _PARAM.findall(value):
+        if raw.startswith('"'):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        params[key.lower()] = raw
+    if not kind or not subtype:
+        return "text", "plain", params or {"charset": "us-ascii"}
+    return kind.lower(), subtype.strip().lower(), params
+
+
+def _part(data: bytes, start: int, end: int, depth: int, digest: bool) -> dict:
+    body = split_header(data, start, end)
+    fields = header_fields(data[start:body], _PART_FIELDS)
+    default_type = "message/rfc822" if digest else "text/plain"
+    kind, subtype, params = parse_content_type(fields.get("content-type", default_type))
+    part = {
+        "type": kind, "subtype": subtype, "params": params,
+        "header": [start, body], "body": [body, end],
+        "lines": data.count(b"\n", body, end),
+        **{k: v for k, v in fields.items() if k != "content-type"},
+    }
+    if depth >= _MAX_DEPTH:
+        return part
+    if kind == "multipart" and params.get("boundary"):
+        part["parts"] = _children(data, body, end, params["boundary"], depth, subtype == "digest")
+    elif kind == "message" and subtype in ("rfc822", "global"):
+        part["message"] = _message(data, body, end, depth + 1)
+    return part
+
+
+def _children(data: bytes, start: int, end: int, boundary: str, depth: int, digest: bool) -> list[dict]:
+    delimiter = b"\r\n--" + boundary.encode("utf-8", "replace")
+    children = []
+    position = start - 2 if data.startswith(delimiter[2:], start) else data.find(delimiter, start, end)
+    while 0 <= position < end:
+        after = position + len(delimiter)
+        if data.startswith(b"--", after):
+            break  # the close-delimiter
+        line_end = data.find(b"\r\n", after, end)
+        if line_end < 0:
+            break
+        part_start = line_end + 2
+        following = data.find(delimiter, part_start - 2, end)
+        part_end = end if following < 0 else following
+        children.append(_part(data, part_start, max(part_start, part_end), depth + 1, digest))
+        position = following
+    return children
+
+
+def _message(data: bytes, start: int, end: int, depth: int) -> dict:
+    body = split_header(data, start, end)
+    envelope = header_fields(data[start:body], ENVELOPE_FIELDS)
+    return {"envelope": envelope, "part": _part(data, start, end, depth, False)}
+
+
+def summarize(data: bytes) -> dict:
+    """Envelope fields and MIME structure of a message, offsets into ``data``."""
+    return _message(data, 0, len(data), 0)
+
+
+def summarize_json(data: bytes) -> str:
+    return json.dumps(summarize(data), separators=(",", ":"), ensure_ascii=False)

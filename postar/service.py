@@ -1,0 +1,85 @@
+"""Start-up and shutdown of the whole service on one event loop.
+
+Every part enters one ``AsyncExitStack`` (store first, listeners after), so a
+SIGTERM or SIGINT unwinds them in reverse: listeners stop accepting, idle
+sessions get 421, running transactions get ``limits.shutdown_grace`` seconds
+to finish and be stored, then the store drains its last commit and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+
+from postar import tls
+from postar.auth.passwords import Authenticator
+from postar.auth.throttle import LoginThrottle
+from postar.config import Config, split_address
+from postar.delivery.routing import Router
+from postar.smtp.context import Context
+from postar.smtp.server import SMTPServer
+from postar.smtp.session import Port
+from postar.store.sqlite import SQLiteStore
+
+log = logging.getLogger("postar")
+
+
+class StartupError(Exception):
+    """A listener could not bind, or the TLS files are unusable."""
+
+
+async def run(config: Config, config_path: str | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        store = await SQLiteStore.open(config.data_path)
+        stack.push_async_callback(store.close)
+        try:
+            ssl_context: ssl.SSLContext | None = tls.server_context(config)
+        except (OSError, ssl.SSLError) as e:
+            raise StartupError(f"cannot load the TLS certificate: {e}") from None
+        limits = config.limits
+        context = Context(
+            config=config, store=store, router=Router(store),
+            authenticator=Authenticator(store, limits.auth_cache_ttl),
+            throttle=LoginThrottle(limits.failed_logins, limits.failed_logins_per_account,
+                                   limits.failed_login_window),
+            tls_available=ssl_context is not None)
+        listening = []
+        for port in Port:
+            address = getattr(config.listen, port.value)
+            if not address:
+                continue
+            server = SMTPServer(context, port, ssl_context)
+            host, number = split_address(address)
+            try:
+                await server.start(host, number)
+            except OSError as e:
+                raise StartupError(
+                    f"cannot listen on {address} for {port.value}: {e.strerror}. Is another mail "
+                    f"server running? Choose another address with [listen] {port.value} = ...") from None
+            stack.push_async_callback(server.shutdown, limits.shutdown_grace)
+            for sock in server.sockets:
+                bound = sock.getsockname()
+                listening.append(f"{port.value} on {bound[0]}:{bound[1]}")
+        print("postar listening: " + ", ".join(listening), flush=True)
+        if not await store.list_accounts():
+            print(_first_steps(config_path), flush=True)
+        await stop.wait()
+        log.info("stopping")
+    log.info("stopped")
+
+
+def _first_steps(config_path: str | None) -> str:
+    option = f" --config {config_path}" if config_path else ""
+    return (
+        "No accounts yet. Add your domain and the first user:\n"
+        f"  postar{option} domain add example.org\n"
+        f"  postar{option} user add you@example.org\n"
+        f"  postar{option} alias add postmaster@example.org you@example.org"
+    )

@@ -1,0 +1,202 @@
+"""The store: the only place postar's state lives.
+
+A small typed async interface (``Store``) with dataclasses for what it holds,
+grouped by who uses it: the admin CLI, login, mail routing and delivery. The
+embedded implementation is ``postar.store.sqlite`` (SQLite in WAL mode, message
+bytes kept verbatim as blobs in the same database so one fsync covers a whole
+group commit). No SQL and no file paths exist outside this package, so another
+backend (PostgreSQL) can be added without touching protocol code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+SPECIAL_MAILBOXES = (
+    # (name, RFC 6154 special-use attribute); made for each new account.
+    ("INBOX", ""),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+)
+
+
+class StoreError(Exception):
+    """Base of the errors the store raises for a request it refuses."""
+
+
+class NotFound(StoreError):
+    """The named domain, account, alias or app password does not exist."""
+
+
+class AlreadyExists(StoreError):
+    """The domain, account, alias or app password exists already."""
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    address: str
+    disabled: bool
+    imap_enabled: bool
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a login is checked against: the password hash and app password hashes."""
+
+    account: Account
+    password_hash: str
+    app_password_hashes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AppPassword:
+    name: str
+    created: float
+
+
+@dataclass(frozen=True)
+class Alias:
+    address: str
+    target: str
+
+
+@dataclass(frozen=True)
+class OutboundRecipient:
+    """A recipient on another domain, with its RFC 3461 DSN parameters."""
+
+    address: str
+    notify: str = ""
+    orcpt: str = ""
+
+
+@dataclass
+class Delivery:
+    """One accepted message: its exact bytes, where it goes, and what IMAP will need.
+
+    ``header_prefix`` holds the lines the server adds for local delivery
+    (Return-Path, Received), ``relay_prefix`` those for the outbound queue
+    (Received only); each is stored beside the verbatim ``data`` and prepended
+    on read.
+    """
+
+    queue_id: str
+    sender: str
+    data: bytes
+    header_prefix: bytes
+    relay_prefix: bytes
+    internal_date: float
+    summary: str  # JSON: envelope and body structure cached at delivery
+    local_accounts: tuple[int, ...] = ()
+    outbound: tuple[OutboundRecipient, ...] = ()
+    submitter: int | None = None  # account id that submitted it, for outbound mail
+    envid: str = ""
+    ret: str = ""
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    mailbox: str
+    uid: int
+    size: int
+    flags: str
+    internal_date: float
+    modseq: int
+    summary: str
+    content: bytes = field(repr=False)  # header_prefix + data
+
+
+@dataclass(frozen=True)
+class MailboxInfo:
+    name: str
+    special_use: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: int
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    queue_id: str
+    sender: str
+    created: float
+    size: int
+    recipients: tuple[OutboundRecipient, ...]
+    envid: str
+    ret: str
+
+
+class Store(Protocol):
+    # Admin (CLI) --------------------------------------------------------------
+    async def add_domain(self, name: str) -> None:
+        """Raises AlreadyExists."""
+
+    async def list_domains(self) -> list[str]: ...
+
+    async def delete_domain(self, name: str) -> None:
+        """Raises NotFound, or StoreError while accounts remain in it."""
+
+    async def add_account(self, address: str, password_hash: str) -> Account:
+        """Also makes the special mailboxes. Raises NotFound (no such domain), AlreadyExists."""
+
+    async def list_accounts(self) -> list[Account]: ...
+
+    async def delete_account(self, address: str) -> None:
+        """Deletes its mail and aliases too. Raises NotFound."""
+
+    async def set_password(self, address: str, password_hash: str) -> None:
+        """Raises NotFound."""
+
+    async def set_disabled(self, address: str, disabled: bool) -> None:
+        """Raises NotFound."""
+
+    async def add_app_password(self, address: str, name: str, password_hash: str) -> None:
+        """Raises NotFound, AlreadyExists."""
+
+    async def list_app_passwords(self, address: str) -> list[AppPassword]:
+        """Raises NotFound."""
+
+    async def revoke_app_password(self, address: str, name: str) -> None:
+        """Raises NotFound."""
+
+    async def add_alias(self, address: str, target: str) -> None:
+        """Raises NotFound (alias domain not local), AlreadyExists."""
+
+    async def list_aliases(self) -> list[Alias]: ...
+
+    async def delete_alias(self, address: str, target: str | None = None) -> None:
+        """Raises NotFound."""
+
+    # Login ---------------------------------------------------------------------
+    async def credentials(self, address: str) -> Credentials | None:
+        """The account's hashes, or None when there is no such account."""
+
+    # Routing -------------------------------------------------------------------
+    async def is_local_domain(self, domain: str) -> bool: ...
+
+    async def find_account(self, address: str) -> Account | None: ...
+
+    async def alias_targets(self, address: str) -> list[str]:
+        """Targets of an alias address (exact, else the domain's catch-all ``@domain``)."""
+
+    async def addresses_of(self, account_id: int) -> set[str]:
+        """The account's own address and every alias that leads to it directly."""
+
+    # Delivery ------------------------------------------------------------------
+    async def deliver(self, delivery: Delivery) -> None:
+        """Store durably (fsync'd before returning) into each local INBOX and the queue."""
+
+    # Reading -------------------------------------------------------------------
+    async def mailboxes(self, account_id: int) -> list[MailboxInfo]: ...
+
+    async def messages(self, account_id: int, mailbox: str) -> list[StoredMessage]:
+        """Raises NotFound."""
+
+    async def queue(self) -> list[QueueEntry]: ...
+
+    async def close(self) -> None: ...
