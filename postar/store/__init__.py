@@ -199,4 +199,7 @@ class Store(Protocol):
 
     async def queue(self) -> list[QueueEntry]: ...
 
+    async def check(self) -> list[str]:
+        """Problems found in the stored data (an empty list when it is consistent)."""
+
     async def close(self) -> None: ...

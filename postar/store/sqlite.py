@@ -289,6 +289,18 @@ class SQLiteStore:
             result.append(QueueEntry(queue_id, sender, created, size, recipients, envid, ret))
         return result
 
+    async def check(self) -> list[str]:
+        problems = [row[0] for row in self._all("PRAGMA integrity_check") if row[0] != "ok"]
+        problems += [f"mailbox {name}: uidnext {uidnext} not above uid {top}" for name, uidnext, top in self._all(
+            "SELECT b.name, b.uidnext, max(m.uid) FROM mailboxes b JOIN messages m ON m.mailbox_id = b.id "
+            "GROUP BY b.id HAVING max(m.uid) >= b.uidnext")]
+        problems += [f"message {mid} has no blob" for (mid,) in self._all(
+            "SELECT m.id FROM messages m LEFT JOIN blobs b ON b.id = m.blob_id WHERE b.id IS NULL")]
+        problems += [f"mailbox {name}: modseq {top} above highestmodseq {highest}" for name, highest, top in self._all(
+            "SELECT b.name, b.highestmodseq, max(m.modseq) FROM mailboxes b JOIN messages m "
+            "ON m.mailbox_id = b.id GROUP BY b.id HAVING max(m.modseq) > b.highestmodseq")]
+        return problems
+
 
 def _write_delivery(c: sqlite3.Connection, d: Delivery) -> None:
     blob_id = c.execute("INSERT INTO blobs(data, summary) VALUES (?, ?)", (d.data, d.summary)).lastrowid

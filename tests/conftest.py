@@ -1,0 +1,213 @@
+"""Test fixtures: a real postar process on free loopback ports, with a trustme CA.
+
+``server`` is shared by a whole test session; tests that stop, kill or throttle
+the server start their own with ``start_server``. Mail clients verify the
+server's certificate against the test CA, as a real client would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trustme
+
+from postar.store import StoredMessage
+from postar.store.sqlite import SQLiteStore
+
+HOSTNAME = "mx.example.test"
+DOMAIN = "example.test"
+PASSWORD = "correct horse battery"
+USERS = ("alice@example.test", "bob@example.test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A running postar process and how to reach it."""
+
+    root: Path
+    config_path: Path
+    ports: dict[str, int]
+    ca: trustme.CA
+    process: subprocess.Popen | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.root / "postar.log"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "postar", "--config", str(self.config_path), *args],
+                                input=input, capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"postar {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "postar", "--config", str(self.config_path), "run"],
+                                        stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"postar exited: {self.log()}")
+            if all(_accepts(port) for port in self.ports.values()):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"postar did not start listening: {self.log()}")
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout=60)
+        self.process = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client_tls(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+    def smtp(self, name: str = "smtp") -> smtplib.SMTP:
+        """A connected, EHLO'd client on the plain listener ``name`` (smtp or submission)."""
+        client = smtplib.SMTP("127.0.0.1", self.ports[name], local_hostname="client.test", timeout=30)
+        client.ehlo()
+        return client
+
+    def submission(self, user: str = USERS[0], password: str = PASSWORD) -> smtplib.SMTP:
+        """Logged in on 587-style submission after STARTTLS."""
+        client = self.smtp("submission")
+        client.starttls(context=self.client_tls())
+        client.ehlo()
+        client.login(user, password)
+        return client
+
+    def submissions(self) -> smtplib.SMTP_SSL:
+        """Connected on 465-style implicit TLS (not logged in)."""
+        client = smtplib.SMTP_SSL("127.0.0.1", self.ports["submissions"], local_hostname="client.test",
+                                  context=self.client_tls(), timeout=30)
+        client.ehlo()
+        return client
+
+    def messages(self, address: str, mailbox: str = "INBOX") -> list[StoredMessage]:
+        """What the store holds for ``address``, read through the store's own interface."""
+        async def read() -> list[StoredMessage]:
+            store = await SQLiteStore.open(self.data_dir)
+            try:
+                account = await store.find_account(address)
+                assert account is not None, f"no account {address}"
+                return await store.messages(account.id, mailbox)
+            finally:
+                await store.close()
+        return asyncio.run(read())
+
+    def queue(self) -> list:
+        async def read() -> list:
+            store = await SQLiteStore.open(self.data_dir)
+            try:
+                return await store.queue()
+            finally:
+                await store.close()
+        return asyncio.run(read())
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def make_server(root: Path, ca: trustme.CA, extra_limits: str = "") -> Server:
+    """Write a config, add the test domain, users and an alias; not started yet."""
+    root.mkdir(parents=True, exist_ok=True)
+    cert = ca.issue_cert(HOSTNAME, "localhost", "127.0.0.1")
+    cert.private_key_pem.write_to_path(str(root / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
+    ports = {name: free_port() for name in ("smtp", "submission", "submissions")}
+    config = root / "postar.toml"
+    config.write_text(f"""
+hostname = "{HOSTNAME}"
+data_dir = "{root / 'data'}"
+[listen]
+smtp = "127.0.0.1:{ports['smtp']}"
+submission = "127.0.0.1:{ports['submission']}"
+submissions = "127.0.0.1:{ports['submissions']}"
+[tls]
+cert = "{root / 'cert.pem'}"
+key = "{root / 'key.pem'}"
+[limits]
+failed_login_delay = 0.05
+message_size = 1048576
+recipients = 5
+{extra_limits}
+""")
+    server = Server(root, config, ports, ca)
+    server.cli("domain", "add", DOMAIN)
+    for user in USERS:
+        server.cli("user", "add", user, "--password-stdin", input=PASSWORD + "\n")
+    server.cli("alias", "add", f"postmaster@{DOMAIN}", USERS[0])
+    server.cli("alias", "add", f"team@{DOMAIN}", USERS[0])
+    server.cli("alias", "add", f"team@{DOMAIN}", USERS[1])
+    return server
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA):
+    running = make_server(tmp_path_factory.mktemp("postar"), ca)
+    running.start()
+    yield running
+    if running.process is not None:
+        running.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, ca: trustme.CA):
+    """A factory for a private server, for tests that stop, kill or throttle it."""
+    started: list[Server] = []
+
+    def start(extra_limits: str = "") -> Server:
+        private = make_server(tmp_path / f"server{len(started)}", ca, extra_limits)
+        private.start()
+        started.append(private)
+        return private
+
+    yield start
+    for private in started:
+        if private.process is not None:
+            private.process.send_signal(signal.SIGKILL)
+            private.process.wait()
+
+
+def message(subject: str = "hello", body: str = "Hi there.\r\n", sender: str = "bob@remote.test",
+            to: str = USERS[0]) -> bytes:
+    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject.replace(' ', '.')}.{os.getpid()}@remote.test>\r\n\r\n{body}").encode()
