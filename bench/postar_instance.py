@@ -1,5 +1,6 @@
 """A throwaway postar on loopback, set up with the admin CLI and run as a subprocess."""
 
+import asyncio
 import json
 import shutil
 import signal
@@ -29,6 +30,7 @@ class PostarInstance:
         self.user = user
         self.password = password
         self.config_file = root / "postar.toml"
+        self.data_dir = root / "postar-data"
         self.log_file = root / "postar.log"
         self.process: subprocess.Popen | None = None
 
@@ -83,9 +85,26 @@ class PostarInstance:
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS line in /proc status")
 
-    def stored_count(self) -> int | None:
-        """How many messages postar has stored for the user; None if it cannot tell yet."""
-        return None
+    def stored_count(self) -> int:
+        """How many messages the user's INBOX holds, read through postar's store API.
+
+        A second SQLite connection to the live WAL database sees every commit.
+        """
+        return asyncio.run(self._inbox_count())
+
+    async def _inbox_count(self) -> int:
+        # Imported here so that `--only postfix` runs without postar installed.
+        from postar.store.sqlite import SQLiteStore
+
+        store = await SQLiteStore.open(self.data_dir)
+        try:
+            account = await store.find_account(self.user)
+            if account is None:
+                raise RuntimeError(f"postar has no account {self.user}")
+            mailboxes = await store.mailboxes(account.id)
+            return next(box.messages for box in mailboxes if box.name == "INBOX")
+        finally:
+            await store.close()
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines postar printed."""
@@ -106,7 +125,7 @@ class PostarInstance:
         # JSON string syntax is valid TOML basic-string syntax, escapes included.
         return "\n".join([
             f"hostname = {json.dumps(self.domain)}",
-            f"data_dir = {json.dumps(str(self.root / 'postar-data'))}",
+            f"data_dir = {json.dumps(str(self.data_dir))}",
             "[listen]",
             f"smtp = {json.dumps(f'{LOOPBACK}:{self.port}')}",
             "[limits]",

@@ -120,7 +120,7 @@ def run_postar(postar: PostarInstance, scenario: Scenario, messages: int, size: 
     seconds = run_smtp_source(postar.port, scenario, messages, size)
     postar.check_alive()
     after = postar.stored_count()
-    if before is not None and after - before != messages:
+    if after - before != messages:
         raise RuntimeError(f"postar stored {after - before} messages, expected {messages}")
     return messages / seconds
 

@@ -31,12 +31,14 @@ def _running_as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-# Standard ports as root; the same ports shifted into the unprivileged range otherwise.
+# The standard ports, for a production config (`postar config sample` shows them).
 STANDARD_PORTS = {
     "smtp": 25, "submission": 587, "submissions": 465,
     "imap": 143, "imaps": 993, "pop3": 110, "pop3s": 995, "web": 443,
 }
-UNPRIVILEGED_PORTS = {
+# The defaults: unprivileged, so a first start needs no root and never fights
+# another mail server already on port 25.
+DEFAULT_PORTS = {
     "smtp": 2525, "submission": 5870, "submissions": 4650,
     "imap": 1430, "imaps": 9930, "pop3": 1100, "pop3s": 9950, "web": 8443,
 }
@@ -44,10 +46,7 @@ SERVED_NOW = ("smtp", "submission", "submissions")
 
 
 def _default_listen(name: str) -> str:
-    if name not in SERVED_NOW:
-        return ""
-    ports = STANDARD_PORTS if _running_as_root() else UNPRIVILEGED_PORTS
-    return f"0.0.0.0:{ports[name]}"
+    return f"0.0.0.0:{DEFAULT_PORTS[name]}" if name in SERVED_NOW else ""
 
 
 @dataclass
@@ -55,13 +54,13 @@ class Listen:
     """Where each service listens, as ``"host:port"``; absent or empty means off."""
 
     smtp: str = _doc("Server-to-server SMTP (MX), STARTTLS offered, no AUTH. "
-                     "Default 0.0.0.0:25 as root, 0.0.0.0:2525 otherwise.",
+                     "Default 0.0.0.0:2525; the standard port is 25.",
                      factory=lambda: _default_listen("smtp"))
     submission: str = _doc("Message submission with STARTTLS (RFC 6409). "
-                           "Default 0.0.0.0:587 as root, 0.0.0.0:5870 otherwise.",
+                           "Default 0.0.0.0:5870; the standard port is 587.",
                            factory=lambda: _default_listen("submission"))
     submissions: str = _doc("Message submission over implicit TLS (RFC 8314). "
-                            "Default 0.0.0.0:465 as root, 0.0.0.0:4650 otherwise.",
+                            "Default 0.0.0.0:4650; the standard port is 465.",
                             factory=lambda: _default_listen("submissions"))
     imap: str = _doc("IMAP with STARTTLS (not served yet).", "")
     imaps: str = _doc("IMAP over implicit TLS (not served yet).", "")
