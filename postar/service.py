@@ -69,17 +69,19 @@ async def run(config: Config, config_path: str | None) -> None:
                 listening.append(f"{port.value} on {bound[0]}:{bound[1]}")
         print("postar listening: " + ", ".join(listening), flush=True)
         if not await store.list_accounts():
-            print(_first_steps(config_path), flush=True)
+            print(_first_steps(config, config_path), flush=True)
         await stop.wait()
         log.info("stopping")
     log.info("stopped")
 
 
-def _first_steps(config_path: str | None) -> str:
+def _first_steps(config: Config, config_path: str | None) -> str:
     option = f" --config {config_path}" if config_path else ""
+    labels = config.hostname.split(".")
+    domain = ".".join(labels[1:]) if len(labels) > 2 else "example.org"
     return (
         "No accounts yet. Add your domain and the first user:\n"
-        f"  postar{option} domain add example.org\n"
-        f"  postar{option} user add you@example.org\n"
-        f"  postar{option} alias add postmaster@example.org you@example.org"
+        f"  postar{option} domain add {domain}\n"
+        f"  postar{option} user add you@{domain}\n"
+        f"  postar{option} alias add postmaster@{domain} you@{domain}"
     )

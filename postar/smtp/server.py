@@ -58,12 +58,26 @@ class SMTPServer:
         self.per_ip: Counter[str] = Counter()
         self.closing = False
         self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task | None = None
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         tls = {"ssl": self.ssl_context, "ssl_handshake_timeout": 30} if self.implicit_tls else {}
         self._server = await loop.create_server(
             lambda: Connection(self), host, port, backlog=1024, reuse_address=True, **tls)
+        self._sweeper = loop.create_task(self._sweep_idle())
+
+    async def _sweep_idle(self) -> None:
+        """Time out sessions that wait too long for input.
+
+        One sweep a second over all connections costs less than a timer per read.
+        """
+        timeout = self.context.config.limits.idle_timeout
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = asyncio.get_running_loop().time()
+            for connection in list(self.connections):
+                connection.time_out_if_idle_since(now - timeout)
 
     @property
     def sockets(self) -> list:
@@ -74,6 +88,8 @@ class SMTPServer:
         self.closing = True
         if self._server is not None:
             self._server.close()
+            if self._sweeper is not None:
+                self._sweeper.cancel()
         for connection in list(self.connections):
             connection.wake()
         tasks = [c.task for c in self.connections if c.task is not None]
@@ -95,6 +111,8 @@ class Connection(asyncio.Protocol):
         self.counted_ip = ""
         self.task: asyncio.Task | None = None
         self._waiter: asyncio.Future | None = None
+        self._waiting_since = 0.0
+        self._loop = asyncio.get_running_loop()
         self._writable: asyncio.Future | None = None
         self._reading_paused = False
         self._in_transfer = False  # reading DATA or a chunk: shutdown waits for it
@@ -120,7 +138,7 @@ class Connection(asyncio.Protocol):
         server.connections.add(self)
         tls = describe_tls(transport) if server.implicit_tls else ""
         session = Session(server.context, server.port, ip, f"{server.port.value}#{next(_ids)}", tls)
-        self.task = asyncio.get_running_loop().create_task(self.serve(session))
+        self.task = self._loop.create_task(self.serve(session))
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -148,7 +166,7 @@ class Connection(asyncio.Protocol):
         self.server.connections.discard(self)
 
     def pause_writing(self) -> None:
-        self._writable = asyncio.get_running_loop().create_future()
+        self._writable = self._loop.create_future()
 
     def resume_writing(self) -> None:
         if self._writable is not None and not self._writable.done():
@@ -158,6 +176,10 @@ class Connection(asyncio.Protocol):
     def wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def time_out_if_idle_since(self, moment: float) -> None:
+        if self._waiter is not None and not self._waiter.done() and self._waiting_since < moment:
+            self._waiter.set_exception(asyncio.TimeoutError())
 
     # The session loop ------------------------------------------------------------
 
@@ -214,9 +236,10 @@ class Connection(asyncio.Protocol):
         if self._reading_paused and self.transport is not None:
             self._reading_paused = False
             self.transport.resume_reading()
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self._loop.create_future()
+        self._waiting_since = self._loop.time()
         try:
-            await asyncio.wait_for(self._waiter, self.server.context.config.limits.idle_timeout)
+            await self._waiter
         finally:
             self._waiter = None
         if self.server.closing and not self._in_transfer:

@@ -10,6 +10,7 @@ costs microseconds, less than a hop to a thread would.
 from __future__ import annotations
 
 import importlib.resources
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -82,6 +83,8 @@ class SQLiteStore:
     async def open(cls, data_dir: Path) -> "SQLiteStore":
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         path = data_dir / DATABASE_NAME
+        if not path.exists():  # holds password hashes: readable by its owner only
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         setup = _connect(path)
         try:
             _migrate(setup)
