@@ -1,0 +1,61 @@
+"""The config file: typed values, unknown keys named, generated docs kept in step."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from postar import config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "postar.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_need_no_file():
+    loaded = config.load(None)
+    assert loaded.listen.smtp == "0.0.0.0:2525"
+    assert loaded.listen.imap == ""
+    assert loaded.limits.message_size > 0
+
+
+@pytest.mark.parametrize("text, named", [
+    ('hostnme = "x"', "'hostnme'"),
+    ("[limits]\nmessage_sise = 5", "'limits.message_sise'"),
+    ("[listen]\nsmtp = 25", "'listen.smtp' must be str"),
+    ('[listen]\nsmtp = "nowhere"', "'listen.smtp'"),
+    ('[limits]\nrecipients = "many"', "'limits.recipients' must be int"),
+    ('[tls]\ncert = "/x.pem"', "'tls.cert' and 'tls.key'"),
+    ("listen = 3", "'listen' must be a table"),
+])
+def test_bad_config_is_an_error_naming_the_key(tmp_path, text, named):
+    with pytest.raises(config.ConfigError) as error:
+        config.load(write(tmp_path, text))
+    assert named in str(error.value)
+
+
+def test_integers_are_accepted_where_seconds_are_floats(tmp_path):
+    loaded = config.load(write(tmp_path, "[limits]\nidle_timeout = 60"))
+    assert loaded.limits.idle_timeout == 60.0
+
+
+def test_sample_round_trips(tmp_path):
+    sample = config.sample()
+    assert tomllib.loads(sample)["limits"]["recipients"] == config.Limits().recipients
+    assert config.load(write(tmp_path, sample)) == config.Config(
+        hostname=config.Config().hostname, data_dir=config.Config().data_dir)
+
+
+def test_configuration_doc_is_generated_from_the_code():
+    generated = subprocess.run([sys.executable, "-m", "postar", "config", "doc"],
+                               capture_output=True, text=True, check=True).stdout
+    assert (ROOT / "docs" / "configuration.md").read_text() == generated, \
+        "docs/configuration.md is stale: run `postar config doc > docs/configuration.md`"
