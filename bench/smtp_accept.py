@@ -39,7 +39,6 @@ from postfix_instance import PostfixInstance
 DOMAIN = "bench.test"
 USER = f"user@{DOMAIN}"
 PASSWORD = "secret-password"
-WARMUP_MESSAGES = 200
 IDLE_SETTLE_SECONDS = 1.0
 
 
@@ -82,24 +81,25 @@ def scenarios(sessions: int) -> list[Scenario]:
     ]
 
 
-def run_smtp_source(port: int, scenario: Scenario, messages: int, size: int) -> float:
-    """Send `messages` with smtp-source; return its wall time in seconds.
+def run_smtp_source(server, scenario: Scenario, messages: int, size: int) -> float:
+    """Send `messages` to `server` with smtp-source; return its wall time in seconds.
 
     smtp-source exits non-zero on the first reply that is not the expected 2xx/3xx,
-    so a zero exit means every message got its 250.
+    so a zero exit means every message got its 250. On failure the error carries
+    the server's log tail too.
     """
     command = [find_tool("smtp-source"), "-s", str(scenario.sessions), "-m", str(messages),
                "-l", str(size), "-f", USER, "-t", USER]
     if scenario.reuse_connection:
         command.append("-d")
-    command.append(f"{LOOPBACK}:{port}")
+    command.append(f"{LOOPBACK}:{server.port}")
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True,
                             timeout=60 + 0.05 * messages)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {result.returncode}:\n"
-                           f"{result.stdout}{result.stderr}")
+                           f"{result.stdout}{result.stderr}\nserver log tail:\n{server.log_tail()}")
     return elapsed
 
 
@@ -107,7 +107,7 @@ def run_postfix(postfix: PostfixInstance, scenario: Scenario, messages: int,
                 size: int) -> tuple[float, float]:
     """One run against Postfix: (accepted msg/s, delivered msg/s), Maildir emptied after."""
     started = time.perf_counter()
-    run_smtp_source(postfix.port, scenario, messages, size)
+    run_smtp_source(postfix, scenario, messages, size)
     accepted = time.perf_counter()
     delivered = postfix.wait_for_deliveries(messages, timeout=60 + 0.05 * messages)
     postfix.clear_maildir()
@@ -117,7 +117,7 @@ def run_postfix(postfix: PostfixInstance, scenario: Scenario, messages: int,
 def run_postar(postar: PostarInstance, scenario: Scenario, messages: int, size: int) -> float:
     """One run against postar: accepted msg/s, after checking the stored count grew."""
     before = postar.stored_count()
-    seconds = run_smtp_source(postar.port, scenario, messages, size)
+    seconds = run_smtp_source(postar, scenario, messages, size)
     postar.check_alive()
     after = postar.stored_count()
     if after - before != messages:
@@ -125,30 +125,28 @@ def run_postar(postar: PostarInstance, scenario: Scenario, messages: int, size: 
     return messages / seconds
 
 
-def run_rounds(args, postar, postfix) -> dict[Scenario, Figures]:
-    """Every scenario, --rounds times, servers taking turns; warm each server up first."""
-    runners = []
-    if postar is not None:
-        runners.append(lambda s, fig: fig.postar.append(
-            run_postar(postar, s, args.messages, args.size)))
-    if postfix is not None:
-        def postfix_runner(s, fig):
-            accepted, delivered = run_postfix(postfix, s, args.messages, args.size)
-            fig.postfix.append(accepted)
-            fig.postfix_delivered.append(delivered)
-        runners.append(postfix_runner)
+def run_once(server, scenario: Scenario, args, figures: Figures) -> None:
+    """One run of `scenario` against `server`, its figures added to `figures`."""
+    if isinstance(server, PostarInstance):
+        figures.postar.append(run_postar(server, scenario, args.messages, args.size))
+    else:
+        accepted, delivered = run_postfix(server, scenario, args.messages, args.size)
+        figures.postfix.append(accepted)
+        figures.postfix_delivered.append(delivered)
 
+
+def run_rounds(args, servers: list) -> dict[Scenario, Figures]:
+    """Every scenario, --rounds times, servers taking turns; warm each server up first."""
     all_scenarios = scenarios(args.sessions)
-    warmup = Figures()
-    for runner in runners:
-        runner(all_scenarios[0], warmup)
+    for server in servers:
+        run_once(server, all_scenarios[0], args, Figures())
 
     results = {scenario: Figures() for scenario in all_scenarios}
     for round_number in range(args.rounds):
-        order = runners if round_number % 2 == 0 else runners[::-1]
+        order = servers if round_number % 2 == 0 else servers[::-1]
         for scenario in all_scenarios:
-            for runner in order:
-                runner(scenario, results[scenario])
+            for server in order:
+                run_once(server, scenario, args, results[scenario])
             print(f"round {round_number + 1}/{args.rounds}: {scenario.name} done", flush=True)
     return results
 
@@ -253,17 +251,17 @@ def main() -> None:
     raise_open_file_limit(args.idle_connections + args.sessions + 1024)
     with contextlib.ExitStack() as stack:
         workdir = make_workdir(stack, args.workdir)
-        postar = postfix = None
+        servers = []
         if args.only != "postfix":
             postar = stack.enter_context(
                 PostarInstance(workdir / "postar", free_port(), DOMAIN, USER, PASSWORD))
             startup_rss = postar.rss_kib()
+            servers.append(postar)
         if args.only != "postar":
-            postfix = stack.enter_context(
-                PostfixInstance(workdir / "postfix", free_port(), DOMAIN, args.sessions))
-        results = run_rounds(args, postar, postfix)
-        report(args, results)
-        if postar is not None:
+            servers.append(stack.enter_context(
+                PostfixInstance(workdir / "postfix", free_port(), DOMAIN, args.sessions)))
+        report(args, run_rounds(args, servers))
+        if args.only != "postfix":
             before, during = measure_idle_rss(postar, args.idle_connections)
             report_rss(args.idle_connections, startup_rss, before, during)
 
