@@ -64,7 +64,7 @@ def _address(text: str) -> str:
     mailbox = parse_mailbox(text.strip())
     if mailbox is None or mailbox.domain.startswith("["):
         raise click.BadParameter(f"{text!r} is not an e-mail address like alice@example.org")
-    return f"{mailbox.local}@{mailbox.domain.lower()}"
+    return f"{mailbox.local}@{mailbox.domain}".lower()
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -26,7 +26,9 @@ _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
 def split_header(data: bytes, start: int = 0, end: int | None = None) -> int:
     """Offset where the body starts (after the blank line), or ``end`` when there is none."""
     end = len(data) if end is None else end
-    if data.startswith(b"\r\n", start):
+    if start >= end:
+        return end
+    if data.startswith(b"\r\n", start) and start + 2 <= end:
         return start + 2
     blank = data.find(b"\r\n\r\n", start, end)
     return end if blank < 0 else blank + 4
@@ -61,9 +63,12 @@ def parse_content_type(value: str) -> tuple[str, str, dict[str, str]]:
         if raw.startswith('"'):
             raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
         params[key.lower()] = raw
-    if not kind or not subtype:
-        return "text", "plain", params or {"charset": "us-ascii"}
-    return kind.lower(), subtype.strip().lower(), params
+    if not kind or not subtype:  # RFC 2045 §5.2: the default content type
+        return "text", "plain", {"charset": "us-ascii", **params}
+    kind, subtype = kind.strip().lower(), subtype.strip().lower()
+    if (kind, subtype) == ("text", "plain") and "charset" not in params:
+        params["charset"] = "us-ascii"
+    return kind, subtype, params
 
 
 def _part(data: bytes, start: int, end: int, depth: int, digest: bool) -> dict:

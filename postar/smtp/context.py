@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from postar.auth.passwords import Authenticator
 from postar.auth.throttle import LoginThrottle
@@ -19,3 +20,5 @@ class Context:
     authenticator: Authenticator
     throttle: LoginThrottle
     tls_available: bool
+    # Open connections per client address, over all SMTP listeners.
+    connections_by_ip: Counter[str] = field(default_factory=Counter)

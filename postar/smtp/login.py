@@ -75,6 +75,4 @@ class LoginExchange:
         log.warning("%s: login failed for %s, client=%s, method=%s: %s", self._id, username,
                     self._ip, self._mechanism, result.outcome.value)
         await asyncio.sleep(self._context.config.limits.failed_login_delay)
-        if throttle.blocked(self._ip, username):
-            return replies.LOGINS_BLOCKED_CLOSING
         return replies.AUTH_FAILED

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from postar.smtp import replies
-from postar.smtp.parser import decode_xtext
+from postar.smtp.parser import decode_xtext, is_digits
 from postar.smtp.replies import Reply
 
 _NOTIFY_VALUES = {"SUCCESS", "FAILURE", "DELAY"}
@@ -34,7 +34,7 @@ def check_mail_params(params: dict[str, str], size_limit: int) -> MailParams | R
     size, smtputf8, envid, ret = 0, False, "", ""
     for keyword, value in params.items():
         if keyword == "SIZE":
-            if not value.isdigit() or len(value) > 20:
+            if not is_digits(value) or len(value) > 20:
                 return replies.BAD_SYNTAX("Error: bad SIZE parameter")
             size = int(value)
             if size > size_limit:

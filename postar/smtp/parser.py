@@ -152,6 +152,8 @@ def parse_mailbox(text: str) -> Address | None:
         return None
     if len(local) > 64 or len(domain) > 255:  # RFC 5321 §4.5.3.1.1, §4.5.3.1.2
         return None
+    if not domain.startswith("[") and any(len(label) > 63 for label in domain.split(".")):
+        return None  # RFC 1035 §2.3.4
     return Address(local, domain)
 
 
@@ -245,10 +247,15 @@ def parse_rcpt(argument: str) -> Command:
     return RcptTo(parsed[0], params, source_route=parsed[1])
 
 
+def is_digits(text: str) -> bool:
+    """1*DIGIT in the ABNF sense: ASCII 0-9 only (str.isdigit also takes '²' and '١')."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_bdat(argument: str) -> Command:
     """RFC 3030: BDAT chunk-size [ SP end-marker ]."""
     parts = argument.split()
-    if not 1 <= len(parts) <= 2 or not parts[0].isdigit() or len(parts[0]) > 15:
+    if not 1 <= len(parts) <= 2 or not is_digits(parts[0]) or len(parts[0]) > 15:
         return Invalid(replies.BAD_SYNTAX("Syntax: BDAT size [LAST]"))
     if len(parts) == 2 and parts[1].upper() != "LAST":
         return Invalid(replies.BAD_SYNTAX("Syntax: BDAT size [LAST]"))

@@ -15,7 +15,6 @@ import asyncio
 import itertools
 import logging
 import ssl
-from collections import Counter
 
 from postar.smtp import replies
 from postar.smtp.context import Context
@@ -55,7 +54,6 @@ class SMTPServer:
         self.ssl_context = ssl_context
         self.implicit_tls = port is Port.SUBMISSIONS
         self.connections: set[Connection] = set()
-        self.per_ip: Counter[str] = Counter()
         self.closing = False
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task | None = None
@@ -116,6 +114,7 @@ class Connection(asyncio.Protocol):
         self._writable: asyncio.Future | None = None
         self._reading_paused = False
         self._in_transfer = False  # reading DATA or a chunk: shutdown waits for it
+        self.session: Session | None = None
 
     # asyncio.Protocol ----------------------------------------------------------
 
@@ -128,17 +127,17 @@ class Connection(asyncio.Protocol):
             transport.write(replies.SHUTTING_DOWN.encode())
             transport.close()
             return
-        if server.per_ip[ip] >= server.context.config.limits.connections_per_ip:
+        if server.context.connections_by_ip[ip] >= server.context.config.limits.connections_per_ip:
             log.warning("too many connections from %s on %s", ip, server.port.value)
             transport.write(replies.TOO_MANY_CONNECTIONS.encode())
             transport.close()
             return
-        server.per_ip[ip] += 1
+        server.context.connections_by_ip[ip] += 1
         self.counted_ip = ip
         server.connections.add(self)
         tls = describe_tls(transport) if server.implicit_tls else ""
-        session = Session(server.context, server.port, ip, f"{server.port.value}#{next(_ids)}", tls)
-        self.task = self._loop.create_task(self.serve(session))
+        self.session = Session(server.context, server.port, ip, f"{server.port.value}#{next(_ids)}", tls)
+        self.task = self._loop.create_task(self.serve(self.session))
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -159,9 +158,9 @@ class Connection(asyncio.Protocol):
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
         if self.counted_ip:
-            self.server.per_ip[self.counted_ip] -= 1
-            if self.server.per_ip[self.counted_ip] <= 0:
-                del self.server.per_ip[self.counted_ip]
+            self.server.context.connections_by_ip[self.counted_ip] -= 1
+            if self.server.context.connections_by_ip[self.counted_ip] <= 0:
+                del self.server.context.connections_by_ip[self.counted_ip]
             self.counted_ip = ""
         self.server.connections.discard(self)
 
@@ -176,6 +175,9 @@ class Connection(asyncio.Protocol):
     def wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def _session_between_chunks(self) -> bool:
+        return self.session is not None and self.session.between_chunks
 
     def time_out_if_idle_since(self, moment: float) -> None:
         if self._waiter is not None and not self._waiter.done() and self._waiting_since < moment:
@@ -216,7 +218,7 @@ class Connection(asyncio.Protocol):
         if step.next is Next.CHUNK:
             payload = await self._read_transfer(lambda: self._read_chunk(step.chunk_size))
             return await session.handle_chunk(payload, step.last_chunk)
-        if step.next is Next.COMMAND and self.server.closing:
+        if step.next is Next.COMMAND and self.server.closing and not session.between_chunks:
             return Step(replies.SHUTTING_DOWN, Next.CLOSE)
         line = await self._read_line()
         if line is TOO_LONG:
@@ -242,7 +244,7 @@ class Connection(asyncio.Protocol):
             await self._waiter
         finally:
             self._waiter = None
-        if self.server.closing and not self._in_transfer:
+        if self.server.closing and not self._in_transfer and not self._session_between_chunks():
             raise _Shutdown
         if self.eof and not self.buffer:
             raise _Closed

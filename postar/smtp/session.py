@@ -93,10 +93,16 @@ class Session:
         self.transaction: Transaction | None = None
         self.errors = 0
         self._login: LoginExchange | None = None
+        self._blocked_logins = 0
 
     @property
     def submission(self) -> bool:
         return self.port is not Port.MX
+
+    @property
+    def between_chunks(self) -> bool:
+        """A BDAT transaction has begun: a shutdown lets it finish, as it lets DATA."""
+        return self.transaction is not None and self.transaction.chunks is not None
 
     # Entry points called by the server ------------------------------------------
 
@@ -104,16 +110,19 @@ class Session:
         return Step(Reply(220, "", f"{self.context.config.hostname} ESMTP postar"))
 
     async def handle_line(self, line: bytes) -> Step:
+        return self._count(await self._guarded(self._dispatch(line)))
+
+    async def _dispatch(self, line: bytes) -> Step:
         command = parse_command(line)
         if isinstance(command, Invalid):
-            return self._count(Step(command.reply))
+            return Step(command.reply)
         handler, gate = _COMMANDS[type(command) if not isinstance(command, Simple) else command.verb]
         refusal = self._refusal(gate)
         if refusal is not None:
             if isinstance(command, Bdat):
                 return self._refuse_chunk(command, refusal)
-            return self._count(Step(refusal))
-        return self._count(await self._guarded(handler(self, command)))
+            return Step(refusal)
+        return await handler(self, command)
 
     async def handle_data(self, payload: bytes | TooBig) -> Step:
         return self._count(await self._guarded(self._finish_data(payload)))
@@ -347,8 +356,10 @@ class Session:
         if outcome.code == 334:
             return Step(outcome, Next.AUTH_RESPONSE)
         self._login = None
-        if outcome is replies.LOGINS_BLOCKED_CLOSING:
-            return Step(outcome, Next.CLOSE)
+        if outcome is replies.LOGINS_BLOCKED:
+            self._blocked_logins += 1
+            if self._blocked_logins > 1:  # told once already: stop listening to it
+                return Step(replies.LOGINS_BLOCKED_CLOSING, Next.CLOSE)
         return Step(outcome)
 
     async def do_starttls(self, command: Simple) -> Step:
