@@ -71,3 +71,24 @@ def file_system_type(path: Path) -> str:
 def is_memory_backed(path: Path) -> bool:
     """True when fsync under `path` reaches no disk."""
     return file_system_type(path) in MEMORY_FILE_SYSTEMS
+
+
+class Instance:
+    """A server started on entering a ``with`` block and stopped on leaving it."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

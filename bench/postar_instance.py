@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchnet import LOOPBACK, wait_for_port
+from benchnet import LOOPBACK, Instance, wait_for_port
 
 STARTUP_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 10.0
@@ -20,7 +20,7 @@ def postar_command() -> list[str]:
     return [installed] if installed else [sys.executable, "-m", "postar"]
 
 
-class PostarInstance:
+class PostarInstance(Instance):
     """postar serving SMTP on LOOPBACK:`port` for `domain`, with one user."""
 
     def __init__(self, root: Path, port: int, domain: str, user: str, password: str):
@@ -33,17 +33,6 @@ class PostarInstance:
         self.data_dir = root / "postar-data"
         self.log_file = root / "postar.log"
         self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> "PostarInstance":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Write the config, add the domain and user, start `postar run`, wait for it."""

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from benchnet import LOOPBACK, find_tool
+from benchnet import LOOPBACK, Instance, find_tool
 
 # virtual(8) refuses to deliver as a uid below virtual_minimum_uid (100).
 MAILBOX_UID = 65534  # nobody
@@ -47,7 +47,7 @@ postlog   unix-dgram n - n - 1 postlogd
 """
 
 
-class PostfixInstance:
+class PostfixInstance(Instance):
     """Postfix listening on LOOPBACK:`port`, delivering `domain` to one Maildir."""
 
     def __init__(self, root: Path, port: int, domain: str, sessions: int):
@@ -60,17 +60,6 @@ class PostfixInstance:
         self.log_file = root / "maillog"
         # The static virtual_mailbox_maps entry below sends every recipient here.
         self.maildir = self.mail_base / domain / "user"
-
-    def __enter__(self) -> "PostfixInstance":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Write the configuration and start the instance; raise with its log on failure."""
