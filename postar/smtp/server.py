@@ -148,9 +148,13 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def eof_received(self) -> bool:
+        """A client may send its last commands and half-close: answer them before closing.
+
+        (asyncio's TLS transports cannot stay half-open, so over TLS the answer is lost.)
+        """
         self.eof = True
         self.wake()
-        return False
+        return self.transport is not None and self.transport.get_extra_info("ssl_object") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 import uuid
 
 import pytest
@@ -234,3 +235,18 @@ def test_empty_message_is_accepted(server):
     assert client.getreply()[0] == 250
     assert client.noop()[0] == 250
     client.quit()
+
+
+def test_half_closed_client_still_gets_every_reply(server):
+    """A script that writes its whole session and half-closes (as `nc -N` does) is answered."""
+    marker = unique()
+    with socket.create_connection(("127.0.0.1", server.ports["smtp"]), timeout=30) as sock:
+        sock.sendall(b"EHLO client.test\r\nMAIL FROM:<bob@remote.test>\r\nRCPT TO:<alice@example.test>\r\n"
+                     b"DATA\r\n" + message(subject=marker) + b".\r\nQUIT\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    codes = [line[:3] for line in received.split(b"\r\n") if line[3:4] == b" "]
+    assert codes == [b"220", b"250", b"250", b"250", b"354", b"250", b"221"]
+    assert len(find(server, USERS[0], marker)) == 1
