@@ -11,7 +11,11 @@ backend (PostgreSQL) can be added without touching protocol code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from postar.store.events import Watch
 
 SPECIAL_MAILBOXES = (
     # (name, RFC 6154 special-use attribute); made for each new account.
@@ -131,6 +135,66 @@ class QueueEntry:
     ret: str
 
 
+@dataclass(frozen=True)
+class Mailbox:
+    id: int
+    name: str
+    special_use: str
+    subscribed: bool
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+
+
+@dataclass(frozen=True)
+class MessageState:
+    """What a session tracks of each message in the selected mailbox."""
+
+    uid: int
+    flags: tuple[str, ...]
+    modseq: int
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    """What FETCH needs of a message besides its bytes."""
+
+    uid: int
+    flags: tuple[str, ...]
+    modseq: int
+    size: int
+    internal_date: float
+    summary: str
+    prefix_length: int  # octets of server-added header lines before the client's bytes
+
+
+@dataclass(frozen=True)
+class MailboxChanges:
+    """Everything that changed in a mailbox after a modseq."""
+
+    highestmodseq: int
+    uidnext: int
+    changed: tuple[MessageState, ...]  # new or re-flagged, in UID order
+    vanished: tuple[int, ...]          # expunged UIDs
+
+
+@dataclass(frozen=True)
+class MailboxStatus:
+    messages: int
+    unseen: int
+    deleted: int
+    size: int
+    uidnext: int
+    uidvalidity: int
+    highestmodseq: int
+
+
+class FlagMode(Enum):
+    SET = "set"
+    ADD = "add"
+    REMOVE = "remove"
+
+
 class Store(Protocol):
     # Admin (CLI) --------------------------------------------------------------
     async def add_domain(self, name: str) -> None:
@@ -198,6 +262,58 @@ class Store(Protocol):
         """Raises NotFound."""
 
     async def queue(self) -> list[QueueEntry]: ...
+
+    # Mailboxes and messages (IMAP, POP3) -------------------------------------------
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]: ...
+
+    async def find_mailbox(self, account_id: int, name: str) -> Mailbox | None: ...
+
+    async def create_mailbox(self, account_id: int, name: str) -> Mailbox:
+        """Raises AlreadyExists."""
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        """Deletes its messages too. Raises NotFound."""
+
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        """Renames the children ("old/x") too. Renaming INBOX moves its messages into
+        a new mailbox and leaves INBOX empty (RFC 9051 §6.3.6). Raises NotFound, AlreadyExists."""
+
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        """Raises NotFound."""
+
+    async def message_states(self, mailbox_id: int) -> list[MessageState]:
+        """Every message of the mailbox in UID order."""
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges: ...
+
+    async def message_infos(self, mailbox_id: int, uids: list[int]) -> list[MessageInfo]:
+        """Those of ``uids`` that exist, in UID order."""
+
+    async def message_content(self, mailbox_id: int, uid: int) -> bytes | None:
+        """The whole message as clients see it: server-added header lines + exact bytes."""
+
+    async def update_flags(self, mailbox_id: int, uids: list[int], flags: tuple[str, ...], mode: FlagMode,
+                           unchanged_since: int | None = None) -> tuple[list[MessageState], list[int]]:
+        """Returns (messages whose flags changed, UIDs refused by UNCHANGEDSINCE)."""
+
+    async def expunge(self, mailbox_id: int, uids: list[int] | None = None) -> list[int]:
+        """Removes the messages flagged \\Deleted (only those in ``uids`` when given)."""
+
+    async def copy_messages(self, source_id: int, uids: list[int], target_id: int,
+                            move: bool = False) -> list[tuple[int, int]]:
+        """Copies (or moves) into another mailbox; returns (source UID, new UID) pairs."""
+
+    async def append(self, mailbox_id: int, data: bytes, flags: tuple[str, ...], internal_date: float,
+                     summary: str) -> int:
+        """Stores a message a client uploads; returns its UID. Raises NotFound."""
+
+    async def mailbox_status(self, mailbox_id: int) -> MailboxStatus: ...
+
+    async def account_usage(self, account_id: int) -> int:
+        """Octets of all the account's messages (for QUOTA)."""
+
+    def watch(self, mailbox_id: int) -> "Watch":
+        """Be told when the mailbox changes (delivery, another session)."""
 
     async def check(self) -> list[str]:
         """Problems found in the stored data (an empty list when it is consistent)."""

@@ -19,6 +19,8 @@ from postar.store import (
     SPECIAL_MAILBOXES, Account, AlreadyExists, Alias, AppPassword, Credentials, Delivery,
     MailboxInfo, NotFound, OutboundRecipient, QueueEntry, StoredMessage, StoreError,
 )
+from postar.store.events import ChangeHub
+from postar.store.sqlite_mail import MailStoreMixin, collect_garbage
 from postar.store.writer import GroupCommitWriter
 
 DATABASE_NAME = "postar.sqlite3"
@@ -71,11 +73,12 @@ def _account(row: tuple) -> Account:
 _ACCOUNT_COLUMNS = "id, address, disabled, imap_enabled"
 
 
-class SQLiteStore:
+class SQLiteStore(MailStoreMixin):
     """The ``postar.store.Store`` on SQLite. Open with ``await SQLiteStore.open(dir)``."""
 
     def __init__(self, path: Path):
         self.path = path
+        self._changes = ChangeHub()
         self._reader = _connect(path)
         self._writer = GroupCommitWriter(lambda: _connect(path))
 
@@ -158,9 +161,10 @@ class SQLiteStore:
         def write(c: sqlite3.Connection) -> None:
             account_id = self._account_id(c, address)
             c.execute("DELETE FROM aliases WHERE target = ? OR address = ?", (address, address))
+            blob_ids = {b for (b,) in c.execute("SELECT m.blob_id FROM messages m JOIN mailboxes b "
+                                                "ON b.id = m.mailbox_id WHERE b.account_id = ?", (account_id,))}
             c.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
-            c.execute("DELETE FROM blobs WHERE id NOT IN (SELECT blob_id FROM messages) "
-                      "AND id NOT IN (SELECT blob_id FROM queue)")
+            collect_garbage(c, blob_ids)
         await self._writer.submit(write)
 
     async def _update_account(self, address: str, sql: str, *args: object) -> None:
@@ -261,7 +265,7 @@ class SQLiteStore:
     # Delivery --------------------------------------------------------------------
 
     async def deliver(self, delivery: Delivery) -> None:
-        await self._writer.submit(lambda c: _write_delivery(c, delivery))
+        await self._write(lambda c: (None, _write_delivery(c, delivery)))
 
     # Reading ---------------------------------------------------------------------
 
@@ -305,7 +309,9 @@ class SQLiteStore:
         return problems
 
 
-def _write_delivery(c: sqlite3.Connection, d: Delivery) -> None:
+def _write_delivery(c: sqlite3.Connection, d: Delivery) -> list[int]:
+    """Returns the ids of the mailboxes it added to."""
+    inboxes = []
     blob_id = c.execute("INSERT INTO blobs(data, summary) VALUES (?, ?)", (d.data, d.summary)).lastrowid
     size = len(d.header_prefix) + len(d.data)
     for account_id in d.local_accounts:
@@ -315,6 +321,7 @@ def _write_delivery(c: sqlite3.Connection, d: Delivery) -> None:
             (account_id,)).fetchone()
         if box is None:
             raise NotFound(f"account {account_id} has no INBOX")
+        inboxes.append(box[0])
         c.execute("INSERT INTO messages(mailbox_id, uid, blob_id, header_prefix, size, internal_date, modseq) "
                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
                   (box[0], box[1], blob_id, d.header_prefix, size, d.internal_date, box[2]))
@@ -326,3 +333,4 @@ def _write_delivery(c: sqlite3.Connection, d: Delivery) -> None:
              d.internal_date)).lastrowid
         c.executemany("INSERT INTO queue_recipients(entry_id, address, notify, orcpt) VALUES (?, ?, ?, ?)",
                       [(entry_id, r.address, r.notify, r.orcpt) for r in d.outbound])
+    return inboxes

@@ -1,0 +1,279 @@
+"""Mailboxes and messages in the SQLite store: the IMAP semantics, written once.
+
+UIDs come from each mailbox's ``uidnext`` and are never reused; every change
+(append, flags, expunge, copy, move) takes the next ``highestmodseq`` of its
+mailbox (RFC 7162 §3.1.1), and expunged UIDs are kept with that modseq so
+``changes_since`` can tell a session (or a QRESYNC client, RFC 7162 §3.2.10)
+what vanished. Message bytes are shared between copies: a blob is deleted when
+the last message or queue entry using it goes. Flags are stored as one
+space-separated text, system flags with their canonical spelling.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any, Callable
+
+from postar.store import (
+    AlreadyExists, FlagMode, Mailbox, MailboxChanges, MailboxStatus, MessageInfo, MessageState, NotFound,
+)
+from postar.store.events import ChangeHub, Watch
+
+_MAILBOX_COLUMNS = "id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq"
+_HAS_FLAG = "instr(' ' || flags || ' ', ' ' || ? || ' ') > 0"
+
+
+def _mailbox(row: tuple) -> Mailbox:
+    return Mailbox(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6])
+
+
+def _flags(text: str) -> tuple[str, ...]:
+    return tuple(text.split()) if text else ()
+
+
+def _next_modseq(c: sqlite3.Connection, mailbox_id: int) -> int:
+    return c.execute("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? "
+                     "RETURNING highestmodseq", (mailbox_id,)).fetchone()[0]
+
+
+def _next_uid(c: sqlite3.Connection, mailbox_id: int) -> int:
+    return c.execute("UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1",
+                     (mailbox_id,)).fetchone()[0]
+
+
+def collect_garbage(c: sqlite3.Connection, blob_ids: set[int]) -> None:
+    """Delete the blobs among ``blob_ids`` that no message or queue entry uses any more."""
+    for blob_id in blob_ids:
+        c.execute("DELETE FROM blobs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?) "
+                  "AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?)", (blob_id, blob_id, blob_id))
+
+
+def _remove(c: sqlite3.Connection, mailbox_id: int, uids: list[int]) -> None:
+    """Delete messages, remembering their UIDs as expunged at one new modseq."""
+    if not uids:
+        return
+    modseq = _next_modseq(c, mailbox_id)
+    blob_ids = set()
+    for uid in uids:
+        row = c.execute("DELETE FROM messages WHERE mailbox_id = ? AND uid = ? RETURNING blob_id",
+                        (mailbox_id, uid)).fetchone()
+        if row is not None:
+            blob_ids.add(row[0])
+            c.execute("INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                      (mailbox_id, uid, modseq))
+    collect_garbage(c, blob_ids)
+
+
+def _new_uidvalidity(c: sqlite3.Connection, account_id: int) -> int:
+    """Never the same for two mailboxes of an account, even one deleted and made again at once."""
+    highest = c.execute("SELECT max(uidvalidity) FROM mailboxes WHERE account_id = ?", (account_id,)).fetchone()[0]
+    return max(int(time.time()), (highest or 0) + 1)
+
+
+class MailStoreMixin:
+    """The mailbox half of ``SQLiteStore``; needs its ``_one``, ``_all`` and ``_writer``."""
+
+    _changes: ChangeHub
+    _one: Callable[..., tuple | None]
+    _all: Callable[..., list[tuple]]
+    _writer: Any
+
+    async def _write(self, work: Callable[[sqlite3.Connection], tuple[Any, list[int]]]) -> Any:
+        """Run a write; then tell the watchers of every mailbox it changed."""
+        result, changed = await self._writer.submit(work)
+        self._changes.notify(changed)
+        return result
+
+    def watch(self, mailbox_id: int) -> Watch:
+        return self._changes.watch(mailbox_id)
+
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
+        return [_mailbox(r) for r in self._all(
+            f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ? ORDER BY name", account_id)]
+
+    async def find_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        row = self._one(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ? AND name = ?",
+                        account_id, name)
+        return _mailbox(row) if row else None
+
+    async def create_mailbox(self, account_id: int, name: str) -> Mailbox:
+        def write(c: sqlite3.Connection) -> tuple[Mailbox, list[int]]:
+            try:
+                row = c.execute(f"INSERT INTO mailboxes(account_id, name, uidvalidity) VALUES (?, ?, ?) "
+                                f"RETURNING {_MAILBOX_COLUMNS}",
+                                (account_id, name, _new_uidvalidity(c, account_id))).fetchone()
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"mailbox {name} exists already") from None
+            return _mailbox(row), []
+        return await self._write(write)
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        def write(c: sqlite3.Connection) -> tuple[None, list[int]]:
+            row = c.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)).fetchone()
+            if row is None:
+                raise NotFound(f"no mailbox {name}")
+            blob_ids = {b for (b,) in c.execute("SELECT blob_id FROM messages WHERE mailbox_id = ?", (row[0],))}
+            c.execute("DELETE FROM messages WHERE mailbox_id = ?", (row[0],))
+            c.execute("DELETE FROM mailboxes WHERE id = ?", (row[0],))
+            collect_garbage(c, blob_ids)
+            return None, [row[0]]
+        await self._write(write)
+
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        def write(c: sqlite3.Connection) -> tuple[None, list[int]]:
+            source = c.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, old)).fetchone()
+            if source is None:
+                raise NotFound(f"no mailbox {old}")
+            if c.execute("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, new)).fetchone():
+                raise AlreadyExists(f"mailbox {new} exists already")
+            if old == "INBOX":  # RFC 9051 §6.3.6: move INBOX's messages, keep INBOX itself
+                target = c.execute("INSERT INTO mailboxes(account_id, name, uidvalidity) VALUES (?, ?, ?) "
+                                   "RETURNING id", (account_id, new, _new_uidvalidity(c, account_id))).fetchone()[0]
+                uids = [u for (u,) in c.execute("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (source[0],))]
+                _copy(c, source[0], uids, target, move=True)
+                return None, [source[0], target]
+            c.execute("UPDATE mailboxes SET name = ? || substr(name, ?) WHERE account_id = ? "
+                      "AND (name = ? OR substr(name, 1, ?) = ?)",
+                      (new, len(old) + 1, account_id, old, len(old) + 1, old + "/"))
+            return None, [source[0]]
+        await self._write(write)
+
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        def write(c: sqlite3.Connection) -> tuple[None, list[int]]:
+            if not c.execute("UPDATE mailboxes SET subscribed = ? WHERE account_id = ? AND name = ?",
+                             (int(subscribed), account_id, name)).rowcount:
+                raise NotFound(f"no mailbox {name}")
+            return None, []
+        await self._write(write)
+
+    async def message_states(self, mailbox_id: int) -> list[MessageState]:
+        return [MessageState(uid, _flags(flags), modseq) for uid, flags, modseq in self._all(
+            "SELECT uid, flags, modseq FROM messages WHERE mailbox_id = ? ORDER BY uid", mailbox_id)]
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
+        box = self._one("SELECT highestmodseq, uidnext FROM mailboxes WHERE id = ?", mailbox_id)
+        if box is None:  # deleted meanwhile: everything vanished
+            return MailboxChanges(modseq, 0, (), tuple(u for (u,) in self._all(
+                "SELECT uid FROM expunged WHERE mailbox_id = ?", mailbox_id)))
+        changed = tuple(MessageState(uid, _flags(flags), m) for uid, flags, m in self._all(
+            "SELECT uid, flags, modseq FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+            mailbox_id, modseq))
+        vanished = tuple(u for (u,) in self._all(
+            "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailbox_id, modseq))
+        return MailboxChanges(box[0], box[1], changed, vanished)
+
+    async def message_infos(self, mailbox_id: int, uids: list[int]) -> list[MessageInfo]:
+        infos = []
+        for start in range(0, len(uids), 500):
+            chunk = uids[start:start + 500]
+            infos += [MessageInfo(uid, _flags(flags), modseq, size, date, summary, prefix)
+                      for uid, flags, modseq, size, date, summary, prefix in self._all(
+                          "SELECT m.uid, m.flags, m.modseq, m.size, m.internal_date, b.summary, "
+                          "length(m.header_prefix) FROM messages m JOIN blobs b ON b.id = m.blob_id "
+                          f"WHERE m.mailbox_id = ? AND m.uid IN ({','.join('?' * len(chunk))})",
+                          mailbox_id, *chunk)]
+        return sorted(infos, key=lambda info: info.uid)
+
+    async def message_content(self, mailbox_id: int, uid: int) -> bytes | None:
+        row = self._one("SELECT m.header_prefix, b.data FROM messages m JOIN blobs b ON b.id = m.blob_id "
+                        "WHERE m.mailbox_id = ? AND m.uid = ?", mailbox_id, uid)
+        return None if row is None else row[0] + row[1]
+
+    async def update_flags(self, mailbox_id: int, uids: list[int], flags: tuple[str, ...], mode: FlagMode,
+                           unchanged_since: int | None = None) -> tuple[list[MessageState], list[int]]:
+        def write(c: sqlite3.Connection) -> tuple[tuple[list[MessageState], list[int]], list[int]]:
+            updated, refused = [], []
+            modseq = None
+            for uid in uids:
+                row = c.execute("SELECT flags, modseq FROM messages WHERE mailbox_id = ? AND uid = ?",
+                                (mailbox_id, uid)).fetchone()
+                if row is None:
+                    continue
+                if unchanged_since is not None and row[1] > unchanged_since:
+                    refused.append(uid)
+                    continue
+                current = _flags(row[0])
+                new = _apply(current, flags, mode)
+                if set(new) == set(current):
+                    continue
+                modseq = modseq or _next_modseq(c, mailbox_id)
+                c.execute("UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                          (" ".join(new), modseq, mailbox_id, uid))
+                updated.append(MessageState(uid, new, modseq))
+            return (updated, refused), [mailbox_id] if updated else []
+        return await self._write(write)
+
+    async def expunge(self, mailbox_id: int, uids: list[int] | None = None) -> list[int]:
+        def write(c: sqlite3.Connection) -> tuple[list[int], list[int]]:
+            deleted = [u for (u,) in c.execute(
+                f"SELECT uid FROM messages WHERE mailbox_id = ? AND {_HAS_FLAG} ORDER BY uid",
+                (mailbox_id, "\\Deleted"))]
+            if uids is not None:
+                wanted = set(uids)
+                deleted = [u for u in deleted if u in wanted]
+            _remove(c, mailbox_id, deleted)
+            return deleted, [mailbox_id] if deleted else []
+        return await self._write(write)
+
+    async def copy_messages(self, source_id: int, uids: list[int], target_id: int,
+                            move: bool = False) -> list[tuple[int, int]]:
+        def write(c: sqlite3.Connection) -> tuple[list[tuple[int, int]], list[int]]:
+            pairs = _copy(c, source_id, uids, target_id, move)
+            return pairs, [target_id] + ([source_id] if move else [])
+        return await self._write(write)
+
+    async def append(self, mailbox_id: int, data: bytes, flags: tuple[str, ...], internal_date: float,
+                     summary: str) -> int:
+        def write(c: sqlite3.Connection) -> tuple[int, list[int]]:
+            if c.execute("SELECT 1 FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone() is None:
+                raise NotFound("the mailbox no longer exists")
+            blob_id = c.execute("INSERT INTO blobs(data, summary) VALUES (?, ?)", (data, summary)).lastrowid
+            uid, modseq = _next_uid(c, mailbox_id), _next_modseq(c, mailbox_id)
+            c.execute("INSERT INTO messages(mailbox_id, uid, blob_id, header_prefix, size, flags, internal_date, "
+                      "modseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (mailbox_id, uid, blob_id, b"", len(data), " ".join(dict.fromkeys(flags)), internal_date, modseq))
+            return uid, [mailbox_id]
+        return await self._write(write)
+
+    async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
+        row = self._one(
+            f"SELECT count(*), count(*) - sum({_HAS_FLAG}), sum({_HAS_FLAG}), coalesce(sum(size), 0) "
+            "FROM messages WHERE mailbox_id = ?", "\\Seen", "\\Deleted", mailbox_id)
+        box = self._one("SELECT uidnext, uidvalidity, highestmodseq FROM mailboxes WHERE id = ?", mailbox_id)
+        if box is None:
+            raise NotFound("no such mailbox")
+        messages, unseen, deleted, size = row if row else (0, 0, 0, 0)
+        return MailboxStatus(messages, unseen or 0, deleted or 0, size, *box)
+
+    async def account_usage(self, account_id: int) -> int:
+        row = self._one("SELECT coalesce(sum(m.size), 0) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id "
+                        "WHERE b.account_id = ?", account_id)
+        return row[0] if row else 0
+
+
+def _apply(current: tuple[str, ...], flags: tuple[str, ...], mode: FlagMode) -> tuple[str, ...]:
+    if mode is FlagMode.SET:
+        return tuple(dict.fromkeys(flags))
+    if mode is FlagMode.ADD:
+        return tuple(dict.fromkeys(current + flags))
+    removed = {f.lower() for f in flags}
+    return tuple(f for f in current if f.lower() not in removed)
+
+
+def _copy(c: sqlite3.Connection, source_id: int, uids: list[int], target_id: int, move: bool) -> list[tuple[int, int]]:
+    pairs = []
+    modseq = None
+    for uid in sorted(uids):
+        row = c.execute("SELECT blob_id, header_prefix, size, flags, internal_date FROM messages "
+                        "WHERE mailbox_id = ? AND uid = ?", (source_id, uid)).fetchone()
+        if row is None:
+            continue
+        modseq = modseq or _next_modseq(c, target_id)
+        new_uid = _next_uid(c, target_id)
+        c.execute("INSERT INTO messages(mailbox_id, uid, blob_id, header_prefix, size, flags, internal_date, modseq) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (target_id, new_uid, *row, modseq))
+        pairs.append((uid, new_uid))
+    if move:
+        _remove(c, source_id, [source for source, _ in pairs])
+    return pairs
