@@ -20,7 +20,8 @@ from postar.auth.throttle import LoginThrottle
 from postar.config import Config, split_address
 from postar.delivery.routing import Router
 from postar.smtp.context import Context
-from postar.smtp.server import SMTPServer
+from postar.listener import ConnectionCounter
+from postar.smtp.server import SMTPListener
 from postar.smtp.session import Port
 from postar.store.sqlite import SQLiteStore
 
@@ -51,11 +52,12 @@ async def run(config: Config, config_path: str | None) -> None:
                                    limits.failed_login_window),
             tls_available=ssl_context is not None)
         listening = []
+        counter = ConnectionCounter()  # the per-address limit counts over all listeners
         for port in Port:
             address = getattr(config.listen, port.value)
             if not address:
                 continue
-            server = SMTPServer(context, port, ssl_context)
+            server = SMTPListener(context, port, ssl_context, counter)
             host, number = split_address(address)
             try:
                 await server.start(host, number)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from postar.auth.passwords import Authenticator
 from postar.auth.throttle import LoginThrottle
@@ -20,5 +19,3 @@ class Context:
     authenticator: Authenticator
     throttle: LoginThrottle
     tls_available: bool
-    # Open connections per client address, over all SMTP listeners.
-    connections_by_ip: Counter[str] = field(default_factory=Counter)
