@@ -15,11 +15,12 @@ import signal
 import ssl
 
 from postar import tls
+from postar.auth.login import LoginGate
 from postar.auth.passwords import Authenticator
 from postar.auth.throttle import LoginThrottle
 from postar.config import Config, split_address
 from postar.delivery.routing import Router
-from postar.smtp.context import Context
+from postar.context import Context
 from postar.listener import ConnectionCounter
 from postar.smtp.server import SMTPListener
 from postar.smtp.session import Port
@@ -47,9 +48,10 @@ async def run(config: Config, config_path: str | None) -> None:
         limits = config.limits
         context = Context(
             config=config, store=store, router=Router(store),
-            authenticator=Authenticator(store, limits.auth_cache_ttl),
-            throttle=LoginThrottle(limits.failed_logins, limits.failed_logins_per_account,
-                                   limits.failed_login_window),
+            logins=LoginGate(
+                Authenticator(store, limits.auth_cache_ttl),
+                LoginThrottle(limits.failed_logins, limits.failed_logins_per_account, limits.failed_login_window),
+                limits.failed_login_delay),
             tls_available=ssl_context is not None)
         listening = []
         counter = ConnectionCounter()  # the per-address limit counts over all listeners

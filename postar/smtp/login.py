@@ -2,22 +2,17 @@
 
 ``start`` and ``respond`` return either the next 334 challenge, the final
 error reply, or the authenticated ``Account``. Failed attempts are counted per
-client address and account, delayed, and logged with the reason.
+client address and account, delayed, and logged (``postar.auth.login``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from postar.auth import sasl
-from postar.auth.passwords import Outcome
+from postar.auth.login import Refusal
+from postar.context import Context
 from postar.smtp import replies
-from postar.smtp.context import Context
 from postar.smtp.replies import Reply
 from postar.store import Account
-
-log = logging.getLogger("postar.auth")
 
 
 class LoginExchange:
@@ -29,9 +24,7 @@ class LoginExchange:
         self._username: str | None = None
 
     async def start(self, mechanism: str, initial: str | None) -> Reply | Account:
-        blocked = self._context.throttle.blocked(self._ip)
-        if blocked:
-            log.warning("%s: login refused, client=%s: %s", self._id, self._ip, blocked)
+        if self._context.logins.blocked(self._ip, self._id):
             return replies.LOGINS_BLOCKED
         if mechanism not in sasl.MECHANISMS:
             return replies.UNKNOWN_MECHANISM
@@ -62,17 +55,10 @@ class LoginExchange:
         return await self._verify(self._username, value)
 
     async def _verify(self, username: str, password: str) -> Reply | Account:
-        throttle = self._context.throttle
-        blocked = throttle.blocked(self._ip, username)
-        if blocked:
-            log.warning("%s: login refused for %s, client=%s: %s", self._id, username, self._ip, blocked)
+        outcome = await self._context.logins.login(self._ip, username, password, connection_id=self._id,
+                                                   method=self._mechanism)
+        if outcome is Refusal.BLOCKED:
             return replies.LOGINS_BLOCKED
-        result = await self._context.authenticator.login(username, password)
-        if result.outcome is Outcome.OK and result.account is not None:
-            log.info("%s: login %s, client=%s, method=%s", self._id, username, self._ip, self._mechanism)
-            return result.account
-        throttle.fail(self._ip, username)
-        log.warning("%s: login failed for %s, client=%s, method=%s: %s", self._id, username,
-                    self._ip, self._mechanism, result.outcome.value)
-        await asyncio.sleep(self._context.config.limits.failed_login_delay)
-        return replies.AUTH_FAILED
+        if outcome is Refusal.FAILED:
+            return replies.AUTH_FAILED
+        return outcome

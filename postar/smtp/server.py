@@ -15,7 +15,7 @@ import ssl
 
 from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Listener, ShuttingDown
 from postar.smtp import replies
-from postar.smtp.context import Context
+from postar.context import Context
 from postar.smtp.parser import unstuff
 from postar.smtp.session import Next, Port, Session, Step, TooBig
 

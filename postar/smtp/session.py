@@ -21,7 +21,7 @@ from typing import Awaitable, Callable
 from postar.delivery.accept import Trace, accept, new_queue_id
 from postar.delivery.routing import Kind
 from postar.smtp import replies
-from postar.smtp.context import Context
+from postar.context import Context
 from postar.smtp.login import LoginExchange
 from postar.smtp.params import MailParams, check_mail_params, check_rcpt_params
 from postar.smtp.parser import (

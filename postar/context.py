@@ -1,11 +1,10 @@
-"""What every SMTP session of one server shares: config, store, routing, login checks."""
+"""What every session of the service shares: config, store, routing, login checks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from postar.auth.passwords import Authenticator
-from postar.auth.throttle import LoginThrottle
+from postar.auth.login import LoginGate
 from postar.config import Config
 from postar.delivery.routing import Router
 from postar.store import Store
@@ -16,6 +15,5 @@ class Context:
     config: Config
     store: Store
     router: Router
-    authenticator: Authenticator
-    throttle: LoginThrottle
+    logins: LoginGate
     tls_available: bool

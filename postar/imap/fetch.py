@@ -1,0 +1,499 @@
+"""Render FETCH data items from a message summary (RFC 9051 §7.5.2, RFC 3501 §7.4.2, RFC 3516).
+
+The summary comes from ``postar.message.summarize`` (read back from JSON), the
+content is ``header_prefix + data`` (the lines the server added, then the bytes
+the client sent), and ``prefix_len`` shifts the summary's offsets into it. Every
+function is pure and returns the exact bytes to send, or None for a request it
+cannot answer; none raises on any summary or content.
+
+Choices where implementations differ, checked against Dovecot: type, subtype,
+encoding and parameter names are upper-cased as in RFC 9051's examples (Dovecot
+sends them as the message spells them); a missing part is an empty string; NUL
+in a body section becomes 0x80, since an IMAP literal cannot carry it (CHAR8).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+# Strings (RFC 9051 §4.3) --------------------------------------------------------------------
+
+_QUOTED_MAX = 1000  # longer values go as literals: no escaping pass, no overlong lines
+_NOT_QUOTABLE = re.compile(rb"[\r\n\x80-\xff]")  # quoted = TEXT-CHAR, 7-bit without CR/LF
+
+
+def string(value: str | bytes | None) -> bytes:
+    """An nstring: NIL, a quoted string, or a literal when quoting cannot carry the value."""
+    if value is None:
+        return b"NIL"
+    data = value.encode("utf-8", "replace") if isinstance(value, str) else bytes(value)
+    data = data.replace(b"\0", b"\x80")  # CHAR8 excludes NUL; Dovecot substitutes 0x80 too
+    if len(data) > _QUOTED_MAX or _NOT_QUOTABLE.search(data):
+        return b"{%d}\r\n%s" % (len(data), data)
+    return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def _upper(value: str) -> str:
+    return value.upper() if value.isascii() else value
+
+
+# ENVELOPE: RFC 5322 §3.4 address lists ---------------------------------------------------------
+
+_WORD = re.compile(r'\s+|"(?:[^"\\]|\\.)*"?|\[(?:[^\]\\]|\\.)*\]?|[<>@,;:]|[^\s()<>@,;:"\[\]]+|[^(]', re.S)
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
+Address = tuple[str | None, str | None, str | None, str | None]  # name, route, mailbox, host
+
+
+def _comment(text: str, start: int) -> tuple[str, int]:
+    """A (possibly nested) comment's text and the offset after it; to the end when unclosed."""
+    depth, i = 0, start
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        i += 1
+        if depth == 0:
+            return text[start + 1:i - 1], i
+    return text[start + 1:], len(text)
+
+
+def _tokens(text: str) -> list[str]:
+    """Words, quoted strings, domain literals, specials, and comments kept as "(" + text."""
+    tokens, i = [], 0
+    while i < len(text):
+        if text[i] == "(":
+            comment, i = _comment(text, i)
+            tokens.append("(" + comment)
+            continue
+        word = _WORD.match(text, i)
+        if not word[0].isspace():
+            tokens.append(word[0])
+        i = word.end()
+    return tokens
+
+
+def _unquote(token: str) -> str:
+    quoted = _QUOTED.fullmatch(token)
+    inner = quoted[1] if quoted else token[1:]
+    return re.sub(r"\\(.)", r"\1", inner, flags=re.S)
+
+
+def _word(token: str) -> str:
+    return _unquote(token) if token.startswith('"') else token
+
+
+def _units(tokens: list[str]):
+    """Split at "," ";" ":" outside angle brackets, yielding (tokens, delimiter)."""
+    unit: list[str] = []
+    angle = False
+    for token in tokens:
+        angle = {"<": True, ">": False}.get(token, angle)
+        if not angle and token in (",", ";", ":"):
+            yield unit, token
+            unit = []
+        else:
+            unit.append(token)
+    yield unit, ""
+
+
+def _addr_spec(tokens: list[str]) -> tuple[str, str]:
+    at = tokens.index("@") if "@" in tokens else len(tokens)
+    mailbox = "".join(_word(t) for t in tokens[:at])
+    host = "".join(tokens[at + 1:])
+    # RFC 3501 §7.4.2: a NIL host means group syntax, so a missing one is filled as Dovecot does.
+    return mailbox or "MISSING_MAILBOX", host or "MISSING_DOMAIN"
+
+
+def _mailbox(unit: list[str]) -> Address:
+    words = [t for t in unit if not t.startswith("(")]
+    comments = [t[1:].strip() for t in unit if t.startswith("(")]
+    route = None
+    if "<" in words:
+        at = words.index("<")
+        name = " ".join(_word(t) for t in words[:at])
+        inside = words[at + 1:]
+        inside = inside[:inside.index(">")] if ">" in inside else inside
+        if ":" in inside:  # obs-route: <@a,@b:mailbox@host>
+            route = "".join(inside[:inside.index(":")]) or None
+            inside = inside[inside.index(":") + 1:]
+    else:
+        name, inside = (comments[-1] if comments else ""), words  # "bob@x (Bob)" names Bob
+    return (name or None, route, *_addr_spec(inside))
+
+
+def addresses(value: str) -> list[Address]:
+    """RFC 5322 address-list to ENVELOPE addresses, groups as RFC 3501 marks them (NIL host)."""
+    found: list[Address] = []
+    in_group = False
+    for unit, delimiter in _units(_tokens(value)):
+        if delimiter == ":" and not in_group:
+            found.append((None, None, " ".join(_word(t) for t in unit if not t.startswith("(")), None))
+            in_group = True
+            continue
+        if any(not t.startswith("(") for t in unit):
+            found.append(_mailbox(unit))
+        if delimiter == ";" and in_group:
+            found.append((None, None, None, None))
+            in_group = False
+    if in_group:
+        found.append((None, None, None, None))
+    return found
+
+
+def _address_list(value: object) -> bytes:
+    found = addresses(value) if isinstance(value, str) else []
+    if not found:
+        return b"NIL"
+    return b"(" + b"".join(b"(" + b" ".join(map(string, a)) + b")" for a in found) + b")"
+
+
+def envelope(fields: dict) -> bytes:
+    """ENVELOPE (RFC 9051 §7.5.2): a missing or empty Sender or Reply-To is the From."""
+    text = {k: v for k, v in fields.items() if isinstance(v, str)} if isinstance(fields, dict) else {}
+    lists = {name: _address_list(text.get(name)) for name in ("from", "sender", "reply-to", "to", "cc", "bcc")}
+    for name in ("sender", "reply-to"):
+        lists[name] = lists["from"] if lists[name] == b"NIL" else lists[name]
+    items = [string(text.get("date")), string(text.get("subject")), *lists.values(),
+             string(text.get("in-reply-to")), string(text.get("message-id"))]
+    return b"(" + b" ".join(items) + b")"
+
+
+# BODY and BODYSTRUCTURE -----------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")  # RFC 2045 §5.1 token
+_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+_CONTINUED = re.compile(r"(.+?)\*([0-9]+)(\*?)")
+_EMPTY = {"type": "text", "subtype": "plain", "params": {"charset": "us-ascii"},
+          "header": [0, 0], "body": [0, 0], "lines": 0}
+
+
+def _joined(params: dict) -> dict:
+    """RFC 2231 §3: name*0, name*1... as one value; an encoded one stays encoded, under name*."""
+    out, pieces = {}, {}
+    for key, value in params.items():
+        section = _CONTINUED.fullmatch(key)
+        if section:
+            pieces.setdefault(section[1], []).append((int(section[2]), bool(section[3]), value))
+        else:
+            out[key] = value
+    for name, parts in pieces.items():
+        parts.sort()
+        out.setdefault(name + "*" if parts[0][1] else name, "".join(v for _, _, v in parts))
+    return out
+
+
+def _param_list(params: dict) -> bytes:
+    if not params:
+        return b"NIL"
+    return b"(" + b" ".join(string(_upper(k)) + b" " + string(v) for k, v in params.items()) + b")"
+
+
+def _content_params(part: dict) -> bytes:
+    params = _joined(part.get("params") or {})
+    if part.get("type") == "text" and "charset" not in params:
+        params["charset"] = "us-ascii"  # RFC 2046 §4.1.2, and Dovecot for every text/*
+    return _param_list(params)
+
+
+def parse_disposition(value: str) -> tuple[str, dict[str, str]] | None:
+    """``attachment; filename="a b"`` to ("attachment", {"filename": "a b"}) (RFC 2183)."""
+    kind = _TOKEN.match(value.strip())
+    if not kind:
+        return None
+    params = {}
+    for key, raw in _PARAM.findall(value):
+        params[key.lower()] = _unquote(raw) if raw.startswith('"') else raw
+    return kind[0], params
+
+
+def _disposition(part: dict) -> bytes:
+    parsed = parse_disposition(part.get("content-disposition") or "")
+    if parsed is None:
+        return b"NIL"
+    return b"(" + string(_upper(parsed[0])) + b" " + _param_list(_joined(parsed[1])) + b")"
+
+
+def _language(part: dict) -> bytes:
+    tags = [tag.strip() for tag in (part.get("content-language") or "").split(",") if tag.strip()]
+    return b"(" + b" ".join(map(string, tags)) + b")" if tags else b"NIL"
+
+
+def _encoding(part: dict) -> str:
+    token = _TOKEN.match((part.get("content-transfer-encoding") or "").strip())
+    return token[0].upper() if token else "7BIT"  # RFC 2045 §6.1 default; Dovecot's for junk
+
+
+def _extension(part: dict) -> list[bytes]:
+    return [_disposition(part), _language(part), string(part.get("content-location"))]
+
+
+def _is_multipart(part: dict) -> bool:
+    return part.get("type") == "multipart" and isinstance(part.get("parts"), list)
+
+
+def _is_message(part: dict) -> bool:
+    return (part.get("type"), part.get("subtype")) in (("message", "rfc822"), ("message", "global")) \
+        and isinstance(part.get("message"), dict)
+
+
+def _multipart(part: dict, extensible: bool) -> bytes:
+    children = part["parts"] or [_EMPTY]  # 1*body: Dovecot's stand-in for a multipart with no parts
+    out = b"".join(bodystructure(child, extensible) for child in children)
+    out += b" " + string(_upper(part.get("subtype") or ""))
+    if extensible:
+        out += b" " + b" ".join([_content_params(part), *_extension(part)])
+    return out
+
+
+def _one_part(part: dict, extensible: bool) -> bytes:
+    kind, subtype = part.get("type") or "text", part.get("subtype") or "plain"
+    start, end = part.get("body") or (0, 0)
+    items = [string(_upper(kind)), string(_upper(subtype)), _content_params(part),
+             string(part.get("content-id")), string(part.get("content-description")),
+             string(_encoding(part)), b"%d" % max(0, end - start)]
+    lines = b"%d" % part.get("lines", 0)
+    if (kind, subtype) in (("message", "rfc822"), ("message", "global")):
+        inner = part["message"] if _is_message(part) else {}  # absent past the depth limit
+        items += [envelope(inner.get("envelope") or {}),
+                  bodystructure(inner.get("part") or _EMPTY, extensible), lines]
+    elif kind == "text":
+        items.append(lines)
+    if extensible:
+        items += [string(part.get("content-md5")), *_extension(part)]
+    return b" ".join(items)
+
+
+def bodystructure(part: dict, extensible: bool) -> bytes:
+    """BODY (``extensible=False``) or BODYSTRUCTURE (with extension data) of a summary part."""
+    part = part if isinstance(part, dict) else _EMPTY
+    body = _multipart(part, extensible) if _is_multipart(part) else _one_part(part, extensible)
+    return b"(" + body + b")"
+
+
+# BODY[section] (RFC 9051 §6.4.5) ------------------------------------------------------------------
+
+_PATH = re.compile(r"([1-9][0-9]*(?:\.[1-9][0-9]*)*)(\.|$)")
+_FIELDS = re.compile(r"(HEADER\.FIELDS(?:\.NOT)?) \((.*)\)", re.I | re.S)
+_NAME = r'"(?:[^"\\]|\\.)*"|[^\s()"]+'
+_NAMES = re.compile(rf"(?:{_NAME})(?: (?:{_NAME}))*", re.S)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A parsed section-spec: part numbers, then "", HEADER, HEADER.FIELDS[.NOT], TEXT or MIME."""
+
+    path: tuple[int, ...]
+    text: str
+    fields: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        spec = ".".join(map(str, self.path))
+        if self.text:
+            spec += ("." if spec else "") + self.text
+        if self.fields:
+            spec += " (" + " ".join(_astring(name) for name in self.fields) + ")"
+        return spec
+
+
+def _astring(name: str) -> str:
+    if re.fullmatch(r'[^\s(){%*"\\\]]+', name):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def parse_section(spec: str) -> Section | None:
+    """The text between BODY[ and ], or None when it is not a section-spec."""
+    path, rest = (), spec
+    numbers = _PATH.match(spec)
+    if numbers:
+        path, rest = tuple(int(n) for n in numbers[1].split(".")), spec[numbers.end():]
+        if numbers[2] == "." and not rest:
+            return None
+    keyword = rest.upper()
+    if keyword in ("", "HEADER", "TEXT") or (keyword == "MIME" and path):
+        return Section(path, keyword)
+    fields = _FIELDS.fullmatch(rest)
+    if not fields or not _NAMES.fullmatch(fields[2]):
+        return None
+    names = tuple(_word(name) for name in re.findall(_NAME, fields[2], re.S))
+    return Section(path, fields[1].upper(), names)
+
+
+def _find(top: dict, path: tuple[int, ...]) -> dict | None:
+    """The part a path names; a non-multipart message (top or enclosed) has a part 1, its body."""
+    node, root = top, True
+    for i, number in enumerate(path):
+        if _is_multipart(node):
+            node = node["parts"][number - 1] if number <= len(node["parts"]) else None
+        elif not (root and number == 1):
+            return None
+        if node is None:
+            return None
+        root = False
+        if i + 1 < len(path) and _is_message(node):
+            node, root = node["message"]["part"], True
+    return node
+
+
+def _slice(content: bytes, prefix_len: int, top: dict, node: dict, which: str) -> bytes:
+    start, end = (node.get(which) or (0, 0))[:2]
+    # The top-level header is the prefix lines the server added plus the header sent.
+    start = 0 if which == "header" and node is top else start + prefix_len
+    return content[max(0, start):max(0, end + prefix_len)]
+
+
+def _header_fields(header: bytes, names: tuple[str, ...], exclude: bool) -> bytes:
+    """The fields named (or, with ``exclude``, not named), folded lines kept, then the blank line."""
+    wanted = {name.encode("utf-8", "replace").lower() for name in names}
+    out, keep, blank = [], exclude, False  # folded lines before any field go with .NOT
+    for line in re.findall(rb"[^\n]*\n|[^\n]+", header):
+        if line in (b"\r\n", b"\n"):
+            blank = True
+            break
+        if line[:1] not in (b" ", b"\t"):  # a new field; folded lines follow its fate
+            keep = (line.split(b":", 1)[0].strip().lower() in wanted) != exclude
+        if keep:
+            out.append(line if line.endswith(b"\n") else line + b"\r\n")
+    # RFC 9051 §6.4.5: the blank line is in every header fetch unless the message has none.
+    return b"".join(out) + (b"\r\n" if blank else b"")
+
+
+def section(content: bytes, prefix_len: int, summary: dict, spec: str) -> bytes | None:
+    """BODY[spec]: the bytes of that section, b"" for a part that does not exist, None for a bad spec."""
+    parsed = parse_section(spec)
+    if parsed is None:
+        return None
+    top = summary.get("part") if isinstance(summary, dict) else None
+    top = top if isinstance(top, dict) else _EMPTY
+    message = top
+    if parsed.path:
+        node = _find(top, parsed.path)
+        if node is None:
+            return b""
+        if parsed.text in ("", "MIME"):
+            which = "header" if parsed.text else "body"
+            return _no_nul(_slice(content, prefix_len, top, node, which))
+        if not _is_message(node):  # HEADER and TEXT only of a message/rfc822 or message/global part
+            return b""
+        message = node["message"]["part"]
+    if not parsed.path and not parsed.text:
+        return _no_nul(content)
+    if parsed.text == "TEXT":
+        return _no_nul(_slice(content, prefix_len, top, message, "body"))
+    header = _slice(content, prefix_len, top, message, "header")
+    if parsed.text == "HEADER":
+        return _no_nul(header)
+    return _no_nul(_header_fields(header, parsed.fields, parsed.text.endswith(".NOT")))
+
+
+def _no_nul(data: bytes) -> bytes:
+    return data.replace(b"\0", b"\x80") if b"\0" in data else data
+
+
+def partial(data: bytes, origin: int, length: int | None) -> bytes:
+    """<origin.length>: the octets from origin, at most length of them; b"" past the end."""
+    origin = max(0, origin)
+    return data[origin:] if length is None else data[origin:origin + max(0, length)]
+
+
+# BINARY[section] (RFC 3516) -------------------------------------------------------------------
+
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def _base64(data: bytes) -> bytes:
+    """Lenient base64: skip what is not in the alphabet, stop at "=" padding, drop a lone last digit."""
+    clean = _NOT_BASE64.sub(b"", data.split(b"=", 1)[0])
+    clean = clean[:-1] if len(clean) % 4 == 1 else clean
+    return base64.b64decode(clean + b"=" * (-len(clean) % 4))
+
+
+def binary(content: bytes, prefix_len: int, summary: dict, spec: str) -> bytes | None:
+    """BINARY[spec]: the part's body with its transfer encoding undone.
+
+    None when the encoding is unknown (answer NO [UNKNOWN-CTE]), or when ``spec`` is
+    not a section-binary (parse_fetch_attribute rejects those before).
+    """
+    parsed = parse_section(spec)
+    if parsed is None or parsed.text:
+        return None
+    if not parsed.path:
+        return content
+    top = summary.get("part") if isinstance(summary, dict) else None
+    top = top if isinstance(top, dict) else _EMPTY
+    node = _find(top, parsed.path)
+    if node is None:
+        return b""
+    body = _slice(content, prefix_len, top, node, "body")
+    encoding = _encoding(node)
+    if encoding in ("7BIT", "8BIT", "BINARY"):
+        return body
+    if encoding == "BASE64":
+        return _base64(body)
+    if encoding == "QUOTED-PRINTABLE":
+        return binascii.a2b_qp(body)
+    return None
+
+
+# Fetch attributes (RFC 9051 §6.4.5 fetch-att) ---------------------------------------------------
+
+_SIMPLE = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE",
+                     "MODSEQ"})  # MODSEQ: RFC 7162 §3.1.4
+_RFC822 = {"RFC822": ("", False), "RFC822.HEADER": ("HEADER", True), "RFC822.TEXT": ("TEXT", False)}
+_MACROS = {"FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
+           "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
+           "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY")}
+_SECTIONED = re.compile(r'(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)'
+                        r'\[((?:[^\]"]|"(?:[^"\\]|\\.)*")*)\](?:<([0-9]{1,19})\.([0-9]{1,19})>)?', re.I | re.S)
+_NUMBER64 = 2 ** 63 - 1  # RFC 9051 §9 number64
+
+
+@dataclass(frozen=True)
+class FetchAttribute:
+    """One fetch-att: RFC822, RFC822.HEADER and RFC822.TEXT carry the section they equal."""
+
+    name: str  # upper case, without .PEEK: FLAGS, BODY, BINARY, BINARY.SIZE, RFC822.HEADER...
+    section: str | None = None  # canonical section-spec; None for BODY the structure
+    partial: tuple[int, int] | None = None  # (origin, length)
+    peek: bool = False  # BODY.PEEK, BINARY.PEEK, RFC822.HEADER: do not set \\Seen
+
+
+def parse_fetch_attribute(text: str) -> FetchAttribute | None:
+    """One fetch attribute as a client writes it, or None when it is not one."""
+    upper = text.upper() if text.isascii() else ""
+    if upper in _SIMPLE:
+        return FetchAttribute(upper)
+    if upper in _RFC822:
+        spec, peek = _RFC822[upper]
+        return FetchAttribute(upper, spec, None, peek)
+    found = _SECTIONED.fullmatch(text) if text.isascii() else None
+    if not found:
+        return None
+    name = found[1].upper()
+    parsed = parse_section(found[2])
+    if parsed is None or (name.startswith("BINARY") and parsed.text):  # RFC 3516 §4: part numbers only
+        return None
+    window = None
+    if found[3] is not None:
+        window = (int(found[3]), int(found[4]))
+        if name == "BINARY.SIZE" or window[1] == 0 or max(window) > _NUMBER64:
+            return None
+    return FetchAttribute(name.removesuffix(".PEEK"), str(parsed), window, name.endswith(".PEEK"))
+
+
+def expand_macro(text: str) -> tuple[FetchAttribute, ...] | None:
+    """ALL, FAST and FULL as the attributes they stand for (RFC 9051 §6.4.5), else None."""
+    names = _MACROS.get(text.upper() if text.isascii() else "")
+    return None if names is None else tuple(FetchAttribute(name) for name in names)
+
+
+def response_name(attr: FetchAttribute) -> str:
+    """The item's name in the FETCH response: no .PEEK, and a partial shows its origin only."""
+    if attr.section is None or attr.name.startswith("RFC822"):
+        return attr.name
+    name = f"{attr.name}[{attr.section}]"
+    return name + f"<{attr.partial[0]}>" if attr.partial else name

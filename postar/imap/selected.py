@@ -1,0 +1,97 @@
+"""The selected mailbox as one session sees it (RFC 9051 §7.4, §5.2).
+
+Message sequence numbers are positions in ``uids``. Other sessions' changes
+and new deliveries reach this view only through ``refresh``, which asks the
+store what changed since the modseq the view knows and turns it into untagged
+EXISTS, EXPUNGE (or VANISHED with QRESYNC) and FETCH FLAGS responses. Expunges
+are held back while the current command forbids them (§7.5.1: not during
+FETCH, STORE, SEARCH) and reported at the next command that allows them.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from postar.imap.grammar import format_sequence
+from postar.store import Mailbox, MessageState, Store
+
+
+def flag_list(flags: tuple[str, ...]) -> str:
+    return "(" + " ".join(flags) + ")"
+
+
+class SelectedMailbox:
+    def __init__(self, mailbox: Mailbox, states: list[MessageState], readonly: bool):
+        self.mailbox = mailbox
+        self.readonly = readonly
+        self.uids = [s.uid for s in states]
+        self.flags = {s.uid: s.flags for s in states}
+        self.modseq = mailbox.highestmodseq
+        self.uidnext = mailbox.uidnext
+        self._vanished: set[int] = set()  # expunged elsewhere, not yet told
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def msn(self, uid: int) -> int | None:
+        position = bisect.bisect_left(self.uids, uid)
+        if position < len(self.uids) and self.uids[position] == uid:
+            return position + 1
+        return None
+
+    def uid_at(self, msn: int) -> int:
+        return self.uids[msn - 1]
+
+    def keywords(self) -> list[str]:
+        seen = {f for flags in self.flags.values() for f in flags if not f.startswith("\\")}
+        return sorted(seen)
+
+    def forget(self, uids: list[int], qresync: bool) -> list[bytes]:
+        """Remove expunged UIDs from the view; the responses that say so."""
+        lines = []
+        gone = [u for u in uids if self.msn(u) is not None]
+        if qresync and gone:
+            lines.append(f"* VANISHED {format_sequence(sorted(gone))}\r\n".encode())
+        for uid in sorted(gone, reverse=True):  # from the top, so lower numbers stay valid
+            msn = self.msn(uid)
+            if not qresync:
+                lines.append(f"* {msn} EXPUNGE\r\n".encode())
+            del self.uids[msn - 1]
+            self.flags.pop(uid, None)
+        self._vanished.difference_update(gone)
+        return lines
+
+    async def refresh(self, store: Store, allow_expunge: bool, condstore: bool, qresync: bool) -> list[bytes]:
+        """Untagged responses for what changed since the view was last refreshed."""
+        changes = await store.changes_since(self.mailbox.id, self.modseq)
+        lines: list[bytes] = []
+        self._vanished.update(changes.vanished)
+        if allow_expunge and self._vanished:
+            lines += self.forget(sorted(self._vanished), qresync)
+        added = False
+        for state in changes.changed:
+            if state.uid in self._vanished:
+                continue
+            if self.msn(state.uid) is None:
+                if self.uids and state.uid < self.uids[-1]:
+                    continue  # cannot be: UIDs only grow
+                self.uids.append(state.uid)
+                self.flags[state.uid] = state.flags
+                added = True
+            elif self.flags.get(state.uid) != state.flags:
+                self.flags[state.uid] = state.flags
+                lines.append(self.fetch_flags_line(state, uid=qresync or condstore, modseq=condstore))
+        if added:
+            lines.append(f"* {self.exists} EXISTS\r\n".encode())
+        self.modseq = max(self.modseq, changes.highestmodseq)
+        self.uidnext = max(self.uidnext, changes.uidnext)
+        return lines
+
+    def fetch_flags_line(self, state: MessageState, uid: bool, modseq: bool) -> bytes:
+        items = [f"FLAGS {flag_list(state.flags)}"]
+        if uid:
+            items.append(f"UID {state.uid}")
+        if modseq:
+            items.append(f"MODSEQ ({state.modseq})")
+        return f"* {self.msn(state.uid)} FETCH ({' '.join(items)})\r\n".encode()
