@@ -42,7 +42,7 @@ DEFAULT_PORTS = {
     "smtp": 2525, "submission": 5870, "submissions": 4650,
     "imap": 1430, "imaps": 9930, "pop3": 1100, "pop3s": 9950, "web": 8443,
 }
-SERVED_NOW = ("smtp", "submission", "submissions")
+SERVED_NOW = ("smtp", "submission", "submissions", "imap", "imaps")
 
 
 def _default_listen(name: str) -> str:
@@ -62,8 +62,11 @@ class Listen:
     submissions: str = _doc("Message submission over implicit TLS (RFC 8314). "
                             "Default 0.0.0.0:4650; the standard port is 465.",
                             factory=lambda: _default_listen("submissions"))
-    imap: str = _doc("IMAP with STARTTLS (not served yet).", "")
-    imaps: str = _doc("IMAP over implicit TLS (not served yet).", "")
+    imap: str = _doc("IMAP with STARTTLS; LOGIN only after it. "
+                     "Default 0.0.0.0:1430; the standard port is 143.",
+                     factory=lambda: _default_listen("imap"))
+    imaps: str = _doc("IMAP over implicit TLS. Default 0.0.0.0:9930; the standard port is 993.",
+                      factory=lambda: _default_listen("imaps"))
     pop3: str = _doc("POP3 with STLS (not served yet).", "")
     pop3s: str = _doc("POP3 over implicit TLS (not served yet).", "")
     web: str = _doc("Web settings and autoconfig (not served yet).", "")

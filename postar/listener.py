@@ -74,9 +74,9 @@ class Listener:
     async def _sweep_idle(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.idle_timeout / 4))
-            moment = asyncio.get_running_loop().time() - self.idle_timeout
+            now = asyncio.get_running_loop().time()
             for connection in list(self.connections):
-                connection.time_out_if_idle_since(moment)
+                connection.time_out_if_idle(now)
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting; sessions that may stop now are told so, the others get ``grace``."""
@@ -114,6 +114,7 @@ class Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future | None = None
         self._waiting_since = 0.0
+        self.idle_limit = listener.idle_timeout  # IMAP's IDLE raises it
         self._writable: asyncio.Future | None = None
         self._reading_paused = False
 
@@ -199,8 +200,8 @@ class Connection(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def time_out_if_idle_since(self, moment: float) -> None:
-        if self._waiter is not None and not self._waiter.done() and self._waiting_since < moment:
+    def time_out_if_idle(self, now: float) -> None:
+        if self._waiter is not None and not self._waiter.done() and now - self._waiting_since > self.idle_limit:
             self._waiter.set_exception(asyncio.TimeoutError())
 
     # Reading -----------------------------------------------------------------------

@@ -21,7 +21,8 @@ from postar.auth.throttle import LoginThrottle
 from postar.config import Config, split_address
 from postar.delivery.routing import Router
 from postar.context import Context
-from postar.listener import ConnectionCounter
+from postar.imap.server import IMAPListener
+from postar.listener import ConnectionCounter, Listener
 from postar.smtp.server import SMTPListener
 from postar.smtp.session import Port
 from postar.store.sqlite import SQLiteStore
@@ -53,24 +54,27 @@ async def run(config: Config, config_path: str | None) -> None:
                 LoginThrottle(limits.failed_logins, limits.failed_logins_per_account, limits.failed_login_window),
                 limits.failed_login_delay),
             tls_available=ssl_context is not None)
-        listening = []
         counter = ConnectionCounter()  # the per-address limit counts over all listeners
-        for port in Port:
-            address = getattr(config.listen, port.value)
+        listeners: list[tuple[str, Listener]] = [
+            (port.value, SMTPListener(context, port, ssl_context, counter)) for port in Port]
+        listeners += [("imap", IMAPListener(context, "imap", ssl_context, counter, implicit_tls=False)),
+                      ("imaps", IMAPListener(context, "imaps", ssl_context, counter, implicit_tls=True))]
+        listening = []
+        for name, listener in listeners:
+            address = getattr(config.listen, name)
             if not address:
                 continue
-            server = SMTPListener(context, port, ssl_context, counter)
             host, number = split_address(address)
             try:
-                await server.start(host, number)
+                await listener.start(host, number)
             except OSError as e:
                 raise StartupError(
-                    f"cannot listen on {address} for {port.value}: {e.strerror}. Is another mail "
-                    f"server running? Choose another address with [listen] {port.value} = ...") from None
-            stack.push_async_callback(server.shutdown, limits.shutdown_grace)
-            for sock in server.sockets:
+                    f"cannot listen on {address} for {name}: {e.strerror}. Is another mail "
+                    f"server running? Choose another address with [listen] {name} = ...") from None
+            stack.push_async_callback(listener.shutdown, limits.shutdown_grace)
+            for sock in listener.sockets:
                 bound = sock.getsockname()
-                listening.append(f"{port.value} on {bound[0]}:{bound[1]}")
+                listening.append(f"{name} on {bound[0]}:{bound[1]}")
         print("postar listening: " + ", ".join(listening), flush=True)
         if not await store.list_accounts():
             print(_first_steps(config, config_path), flush=True)

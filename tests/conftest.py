@@ -8,6 +8,7 @@ server's certificate against the test CA, as a real client would.
 from __future__ import annotations
 
 import asyncio
+import imaplib
 import os
 import signal
 import smtplib
@@ -113,6 +114,12 @@ class Server:
         client.ehlo()
         return client
 
+    def imap(self, user: str = USERS[0], password: str = PASSWORD) -> imaplib.IMAP4_SSL:
+        """Logged in over IMAP on the implicit-TLS port."""
+        client = imaplib.IMAP4_SSL("127.0.0.1", self.ports["imaps"], ssl_context=self.client_tls(), timeout=30)
+        client.login(user, password)
+        return client
+
     def messages(self, address: str, mailbox: str = "INBOX") -> list[StoredMessage]:
         """What the store holds for ``address``, read through the store's own interface."""
         async def read() -> list[StoredMessage]:
@@ -146,7 +153,7 @@ def make_server(root: Path, ca: trustme.CA, extra_limits: str = "") -> Server:
     cert = ca.issue_cert(HOSTNAME, "localhost", "127.0.0.1")
     cert.private_key_pem.write_to_path(str(root / "key.pem"))
     cert.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
-    ports = {name: free_port() for name in ("smtp", "submission", "submissions")}
+    ports = {name: free_port() for name in ("smtp", "submission", "submissions", "imap", "imaps")}
     config = root / "postar.toml"
     config.write_text(f"""
 hostname = "{HOSTNAME}"
@@ -155,6 +162,8 @@ data_dir = "{root / 'data'}"
 smtp = "127.0.0.1:{ports['smtp']}"
 submission = "127.0.0.1:{ports['submission']}"
 submissions = "127.0.0.1:{ports['submissions']}"
+imap = "127.0.0.1:{ports['imap']}"
+imaps = "127.0.0.1:{ports['imaps']}"
 [tls]
 cert = "{root / 'cert.pem'}"
 key = "{root / 'key.pem'}"

@@ -76,14 +76,12 @@ def _tokens(text: str) -> list[str]:
     return tokens
 
 
-def _unquote(token: str) -> str:
-    quoted = _QUOTED.fullmatch(token)
-    inner = quoted[1] if quoted else token[1:]
-    return re.sub(r"\\(.)", r"\1", inner, flags=re.S)
-
-
 def _word(token: str) -> str:
-    return _unquote(token) if token.startswith('"') else token
+    """An atom as it is, a quoted string without its quotes and escapes (even when unclosed)."""
+    if not token.startswith('"'):
+        return token
+    quoted = _QUOTED.fullmatch(token)
+    return re.sub(r"\\(.)", r"\1", quoted[1] if quoted else token[1:], flags=re.S)
 
 
 def _units(tokens: list[str]):
@@ -204,10 +202,7 @@ def parse_disposition(value: str) -> tuple[str, dict[str, str]] | None:
     kind = _TOKEN.match(value.strip())
     if not kind:
         return None
-    params = {}
-    for key, raw in _PARAM.findall(value):
-        params[key.lower()] = _unquote(raw) if raw.startswith('"') else raw
-    return kind[0], params
+    return kind[0], {key.lower(): _word(raw) for key, raw in _PARAM.findall(value)}
 
 
 def _disposition(part: dict) -> bytes:
@@ -232,7 +227,7 @@ def _extension(part: dict) -> list[bytes]:
 
 
 def _is_multipart(part: dict) -> bool:
-    return part.get("type") == "multipart" and isinstance(part.get("parts"), list)
+    return part.get("type") == "multipart"  # even without a boundary, as Dovecot does
 
 
 def _is_message(part: dict) -> bool:
@@ -241,7 +236,7 @@ def _is_message(part: dict) -> bool:
 
 
 def _multipart(part: dict, extensible: bool) -> bytes:
-    children = part["parts"] or [_EMPTY]  # 1*body: Dovecot's stand-in for a multipart with no parts
+    children = part.get("parts") or [_EMPTY]  # 1*body: Dovecot's stand-in when there are none
     out = b"".join(bodystructure(child, extensible) for child in children)
     out += b" " + string(_upper(part.get("subtype") or ""))
     if extensible:
@@ -328,10 +323,11 @@ def _find(top: dict, path: tuple[int, ...]) -> dict | None:
     node, root = top, True
     for i, number in enumerate(path):
         if _is_multipart(node):
-            node = node["parts"][number - 1] if number <= len(node["parts"]) else None
+            parts = node.get("parts") or []
+            if number > len(parts):
+                return None
+            node = parts[number - 1]
         elif not (root and number == 1):
-            return None
-        if node is None:
             return None
         root = False
         if i + 1 < len(path) and _is_message(node):
@@ -362,26 +358,28 @@ def _header_fields(header: bytes, names: tuple[str, ...], exclude: bool) -> byte
     return b"".join(out) + (b"\r\n" if blank else b"")
 
 
+def _top(summary: dict) -> dict:
+    top = summary.get("part") if isinstance(summary, dict) else None
+    return top if isinstance(top, dict) else _EMPTY
+
+
 def section(content: bytes, prefix_len: int, summary: dict, spec: str) -> bytes | None:
     """BODY[spec]: the bytes of that section, b"" for a part that does not exist, None for a bad spec."""
     parsed = parse_section(spec)
     if parsed is None:
         return None
-    top = summary.get("part") if isinstance(summary, dict) else None
-    top = top if isinstance(top, dict) else _EMPTY
-    message = top
+    top = message = _top(summary)
+    if not parsed.path and not parsed.text:
+        return _no_nul(content)
     if parsed.path:
         node = _find(top, parsed.path)
         if node is None:
             return b""
         if parsed.text in ("", "MIME"):
-            which = "header" if parsed.text else "body"
-            return _no_nul(_slice(content, prefix_len, top, node, which))
+            return _no_nul(_slice(content, prefix_len, top, node, "header" if parsed.text else "body"))
         if not _is_message(node):  # HEADER and TEXT only of a message/rfc822 or message/global part
             return b""
         message = node["message"]["part"]
-    if not parsed.path and not parsed.text:
-        return _no_nul(content)
     if parsed.text == "TEXT":
         return _no_nul(_slice(content, prefix_len, top, message, "body"))
     header = _slice(content, prefix_len, top, message, "header")
@@ -412,6 +410,9 @@ def _base64(data: bytes) -> bytes:
     return base64.b64decode(clean + b"=" * (-len(clean) % 4))
 
 
+_DECODERS = {"7BIT": bytes, "8BIT": bytes, "BINARY": bytes, "BASE64": _base64, "QUOTED-PRINTABLE": binascii.a2b_qp}
+
+
 def binary(content: bytes, prefix_len: int, summary: dict, spec: str) -> bytes | None:
     """BINARY[spec]: the part's body with its transfer encoding undone.
 
@@ -423,20 +424,12 @@ def binary(content: bytes, prefix_len: int, summary: dict, spec: str) -> bytes |
         return None
     if not parsed.path:
         return content
-    top = summary.get("part") if isinstance(summary, dict) else None
-    top = top if isinstance(top, dict) else _EMPTY
+    top = _top(summary)
     node = _find(top, parsed.path)
     if node is None:
         return b""
-    body = _slice(content, prefix_len, top, node, "body")
-    encoding = _encoding(node)
-    if encoding in ("7BIT", "8BIT", "BINARY"):
-        return body
-    if encoding == "BASE64":
-        return _base64(body)
-    if encoding == "QUOTED-PRINTABLE":
-        return binascii.a2b_qp(body)
-    return None
+    decode = _DECODERS.get(_encoding(node))
+    return None if decode is None else decode(_slice(content, prefix_len, top, node, "body"))
 
 
 # Fetch attributes (RFC 9051 §6.4.5 fetch-att) ---------------------------------------------------
@@ -459,7 +452,7 @@ class FetchAttribute:
     name: str  # upper case, without .PEEK: FLAGS, BODY, BINARY, BINARY.SIZE, RFC822.HEADER...
     section: str | None = None  # canonical section-spec; None for BODY the structure
     partial: tuple[int, int] | None = None  # (origin, length)
-    peek: bool = False  # BODY.PEEK, BINARY.PEEK, RFC822.HEADER: do not set \\Seen
+    peek: bool = False  # BODY.PEEK, BINARY.PEEK, RFC822.HEADER: do not set \Seen
 
 
 def parse_fetch_attribute(text: str) -> FetchAttribute | None:

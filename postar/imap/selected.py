@@ -16,6 +16,10 @@ from postar.imap.grammar import format_sequence
 from postar.store import Mailbox, MessageState, Store
 
 
+class MailboxDeleted(Exception):
+    """The selected mailbox was deleted by another session."""
+
+
 def flag_list(flags: tuple[str, ...]) -> str:
     return "(" + " ".join(flags) + ")"
 
@@ -65,6 +69,8 @@ class SelectedMailbox:
     async def refresh(self, store: Store, allow_expunge: bool, condstore: bool, qresync: bool) -> list[bytes]:
         """Untagged responses for what changed since the view was last refreshed."""
         changes = await store.changes_since(self.mailbox.id, self.modseq)
+        if not changes.exists:
+            raise MailboxDeleted(self.mailbox.name)
         lines: list[bytes] = []
         self._vanished.update(changes.vanished)
         if allow_expunge and self._vanished:

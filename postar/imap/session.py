@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from postar.imap.parser import BadArguments, Command, Invalid
-from postar.imap.selected import SelectedMailbox
+from postar.imap.selected import MailboxDeleted, SelectedMailbox
 from postar.context import Context
 from postar.store import Account
 
@@ -137,7 +137,13 @@ class Session:
         """Tell the client what changed in the selected mailbox (§5.2, §7.5.1)."""
         if self.selected is None:
             return
-        for line in await self.selected.refresh(self.store, allow_expunge, self.condstore, self.qresync):
+        try:
+            lines = await self.selected.refresh(self.store, allow_expunge, self.condstore, self.qresync)
+        except MailboxDeleted:  # as Dovecot: the session cannot go on with it
+            self.send("* BYE Selected mailbox was deleted, have to disconnect\r\n")
+            self.state = State.LOGOUT
+            return
+        for line in lines:
             self.send(line)
 
     def select(self, selected: SelectedMailbox | None) -> None:

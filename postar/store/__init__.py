@@ -15,6 +15,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from typing import Callable
+
     from postar.store.events import Watch
 
 SPECIAL_MAILBOXES = (
@@ -176,6 +178,7 @@ class MailboxChanges:
     uidnext: int
     changed: tuple[MessageState, ...]  # new or re-flagged, in UID order
     vanished: tuple[int, ...]          # expunged UIDs
+    exists: bool = True                # False: the mailbox itself was deleted
 
 
 @dataclass(frozen=True)
@@ -312,8 +315,8 @@ class Store(Protocol):
     async def account_usage(self, account_id: int) -> int:
         """Octets of all the account's messages (for QUOTA)."""
 
-    def watch(self, mailbox_id: int) -> "Watch":
-        """Be told when the mailbox changes (delivery, another session)."""
+    def watch(self, mailbox_id: int, on_change: "Callable[[], None] | None" = None) -> "Watch":
+        """Be told when the mailbox changes (delivery, another session); ``on_change`` is called too."""
 
     async def check(self) -> list[str]:
         """Problems found in the stored data (an empty list when it is consistent)."""

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Iterable
+from typing import Callable, Iterable
 
 
 class Watch:
     """A subscription to one mailbox; use as a context manager, wait with ``changed``."""
 
-    def __init__(self, hub: "ChangeHub", mailbox_id: int):
+    def __init__(self, hub: "ChangeHub", mailbox_id: int, on_change: Callable[[], None] | None = None):
         self._hub = hub
         self.mailbox_id = mailbox_id
         self.event = asyncio.Event()
+        self.on_change = on_change
 
     def __enter__(self) -> "Watch":
         self._hub._watches[self.mailbox_id].add(self)
@@ -42,10 +43,12 @@ class ChangeHub:
     def __init__(self) -> None:
         self._watches: dict[int, set[Watch]] = defaultdict(set)
 
-    def watch(self, mailbox_id: int) -> Watch:
-        return Watch(self, mailbox_id)
+    def watch(self, mailbox_id: int, on_change: Callable[[], None] | None = None) -> Watch:
+        return Watch(self, mailbox_id, on_change)
 
     def notify(self, mailbox_ids: Iterable[int]) -> None:
         for mailbox_id in set(mailbox_ids):
-            for watch in self._watches.get(mailbox_id, ()):
+            for watch in list(self._watches.get(mailbox_id, ())):
                 watch.event.set()
+                if watch.on_change is not None:
+                    watch.on_change()

@@ -20,7 +20,7 @@ from postar.store import (
     MailboxInfo, NotFound, OutboundRecipient, QueueEntry, StoredMessage, StoreError,
 )
 from postar.store.events import ChangeHub
-from postar.store.sqlite_mail import MailStoreMixin, collect_garbage
+from postar.store.sqlite_mail import MailStoreMixin, collect_garbage, new_uidvalidity
 from postar.store.writer import GroupCommitWriter
 
 DATABASE_NAME = "postar.sqlite3"
@@ -147,10 +147,9 @@ class SQLiteStore(MailStoreMixin):
                     (address, domain[0], password_hash, now)).lastrowid
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"account {address} exists already") from None
-            uidvalidity = int(now)
             c.executemany(
                 "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)",
-                [(account_id, name, use, uidvalidity) for name, use in SPECIAL_MAILBOXES])
+                [(account_id, name, use, new_uidvalidity(c, account_id)) for name, use in SPECIAL_MAILBOXES])
             return Account(account_id, address, False, True)
         return await self._writer.submit(write)
 

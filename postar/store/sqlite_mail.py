@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from postar.store import (
     AlreadyExists, FlagMode, Mailbox, MailboxChanges, MailboxStatus, MessageInfo, MessageState, NotFound,
+    StoreError,
 )
 from postar.store.events import ChangeHub, Watch
 
@@ -65,10 +66,10 @@ def _remove(c: sqlite3.Connection, mailbox_id: int, uids: list[int]) -> None:
     collect_garbage(c, blob_ids)
 
 
-def _new_uidvalidity(c: sqlite3.Connection, account_id: int) -> int:
+def new_uidvalidity(c: sqlite3.Connection, account_id: int) -> int:
     """Never the same for two mailboxes of an account, even one deleted and made again at once."""
-    highest = c.execute("SELECT max(uidvalidity) FROM mailboxes WHERE account_id = ?", (account_id,)).fetchone()[0]
-    return max(int(time.time()), (highest or 0) + 1)
+    return c.execute("UPDATE accounts SET last_uidvalidity = max(?, last_uidvalidity + 1) WHERE id = ? "
+                     "RETURNING last_uidvalidity", (int(time.time()), account_id)).fetchone()[0]
 
 
 class MailStoreMixin:
@@ -85,8 +86,8 @@ class MailStoreMixin:
         self._changes.notify(changed)
         return result
 
-    def watch(self, mailbox_id: int) -> Watch:
-        return self._changes.watch(mailbox_id)
+    def watch(self, mailbox_id: int, on_change: Callable[[], None] | None = None) -> Watch:
+        return self._changes.watch(mailbox_id, on_change)
 
     async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
         return [_mailbox(r) for r in self._all(
@@ -102,7 +103,7 @@ class MailStoreMixin:
             try:
                 row = c.execute(f"INSERT INTO mailboxes(account_id, name, uidvalidity) VALUES (?, ?, ?) "
                                 f"RETURNING {_MAILBOX_COLUMNS}",
-                                (account_id, name, _new_uidvalidity(c, account_id))).fetchone()
+                                (account_id, name, new_uidvalidity(c, account_id))).fetchone()
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"mailbox {name} exists already") from None
             return _mailbox(row), []
@@ -113,6 +114,8 @@ class MailStoreMixin:
             row = c.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)).fetchone()
             if row is None:
                 raise NotFound(f"no mailbox {name}")
+            if name == "INBOX":
+                raise StoreError("INBOX cannot be deleted")
             blob_ids = {b for (b,) in c.execute("SELECT blob_id FROM messages WHERE mailbox_id = ?", (row[0],))}
             c.execute("DELETE FROM messages WHERE mailbox_id = ?", (row[0],))
             c.execute("DELETE FROM mailboxes WHERE id = ?", (row[0],))
@@ -125,11 +128,15 @@ class MailStoreMixin:
             source = c.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, old)).fetchone()
             if source is None:
                 raise NotFound(f"no mailbox {old}")
-            if c.execute("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, new)).fetchone():
-                raise AlreadyExists(f"mailbox {new} exists already")
+            taken = c.execute("SELECT name FROM mailboxes WHERE account_id = ? AND (name = ? OR name IN "
+                              "(SELECT ? || substr(name, ?) FROM mailboxes WHERE account_id = ? "
+                              "AND substr(name, 1, ?) = ?))",
+                              (account_id, new, new, len(old) + 1, account_id, len(old) + 1, old + "/")).fetchone()
+            if taken:
+                raise AlreadyExists(f"mailbox {taken[0]} exists already")
             if old == "INBOX":  # RFC 9051 §6.3.6: move INBOX's messages, keep INBOX itself
                 target = c.execute("INSERT INTO mailboxes(account_id, name, uidvalidity) VALUES (?, ?, ?) "
-                                   "RETURNING id", (account_id, new, _new_uidvalidity(c, account_id))).fetchone()[0]
+                                   "RETURNING id", (account_id, new, new_uidvalidity(c, account_id))).fetchone()[0]
                 uids = [u for (u,) in c.execute("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (source[0],))]
                 _copy(c, source[0], uids, target, move=True)
                 return None, [source[0], target]
@@ -153,9 +160,8 @@ class MailStoreMixin:
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
         box = self._one("SELECT highestmodseq, uidnext FROM mailboxes WHERE id = ?", mailbox_id)
-        if box is None:  # deleted meanwhile: everything vanished
-            return MailboxChanges(modseq, 0, (), tuple(u for (u,) in self._all(
-                "SELECT uid FROM expunged WHERE mailbox_id = ?", mailbox_id)))
+        if box is None:
+            return MailboxChanges(modseq, 0, (), (), exists=False)
         changed = tuple(MessageState(uid, _flags(flags), m) for uid, flags, m in self._all(
             "SELECT uid, flags, modseq FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
             mailbox_id, modseq))
@@ -256,12 +262,15 @@ def _apply(current: tuple[str, ...], flags: tuple[str, ...], mode: FlagMode) -> 
     if mode is FlagMode.SET:
         return tuple(dict.fromkeys(flags))
     if mode is FlagMode.ADD:
-        return tuple(dict.fromkeys(current + flags))
+        have = {f.lower() for f in current}
+        return current + tuple(f for f in dict.fromkeys(flags) if f.lower() not in have)
     removed = {f.lower() for f in flags}
     return tuple(f for f in current if f.lower() not in removed)
 
 
 def _copy(c: sqlite3.Connection, source_id: int, uids: list[int], target_id: int, move: bool) -> list[tuple[int, int]]:
+    if c.execute("SELECT 1 FROM mailboxes WHERE id = ?", (target_id,)).fetchone() is None:
+        raise NotFound("the target mailbox no longer exists")
     pairs = []
     modseq = None
     for uid in sorted(uids):

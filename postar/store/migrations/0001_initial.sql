@@ -15,6 +15,8 @@ CREATE TABLE accounts (
     password_hash  TEXT NOT NULL,
     disabled       INTEGER NOT NULL DEFAULT 0,
     imap_enabled   INTEGER NOT NULL DEFAULT 1,
+    -- the last UIDVALIDITY given to one of its mailboxes: never given twice
+    last_uidvalidity INTEGER NOT NULL DEFAULT 0,
     created        REAL NOT NULL
 );
 
@@ -35,8 +37,10 @@ CREATE TABLE aliases (
     UNIQUE (address, target)
 );
 
+-- AUTOINCREMENT: a deleted mailbox's id is never given to a new one, so a
+-- session still holding it can never read another mailbox.
 CREATE TABLE mailboxes (
-    id             INTEGER PRIMARY KEY,
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id     INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     name           TEXT NOT NULL,
     special_use    TEXT NOT NULL DEFAULT '',

@@ -1,0 +1,265 @@
+"""Commands on mailboxes (RFC 9051 §6.3, §6.4.1-2; RFC 5258, 5819, 6154, 8438, 4315, 3691)."""
+
+from __future__ import annotations
+
+import re
+import time
+from email.utils import parsedate_to_datetime
+
+from postar.imap.grammar import Token, decode_mutf7, encode_mutf7, quoted
+from postar.imap.parser import BadArguments, Command, astring, atom, count, mailbox_name, parenthesized
+from postar.imap.selected import SelectedMailbox, flag_list
+from postar.imap.flags import SYSTEM_FLAGS, normalize_flags
+from postar.imap.session import No, Result, Session
+from postar.message import summarize_json
+from postar.store import AlreadyExists, Mailbox, NotFound
+
+DELIMITER = "/"
+_STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "HIGHESTMODSEQ", "RECENT")
+
+
+def encode_name(session: Session, name: str) -> bytes:
+    return quoted(name if session.utf8 else encode_mutf7(name))
+
+
+async def find(session: Session, name: str) -> Mailbox:
+    mailbox = await session.store.find_mailbox(session.account.id, name)
+    if mailbox is None:
+        raise No(f"Mailbox does not exist: {name}", "NONEXISTENT")
+    return mailbox
+
+
+async def do_select(session: Session, command: Command) -> Result:
+    """SELECT and EXAMINE (§6.3.2, §6.3.3), with CONDSTORE (RFC 7162 §3.1.8)."""
+    count(command.args, 1, 2)
+    name = mailbox_name(command.args[0], session.utf8)
+    if len(command.args) == 2:
+        options = [atom(t).upper() for t in parenthesized(command.args[1]) if not isinstance(t, list)]
+        if "CONDSTORE" in options:
+            session.enabled.add("CONDSTORE")
+    if session.selected is not None:
+        session.select(None)
+        session.send("* OK [CLOSED] Previous mailbox closed\r\n")
+    mailbox = await find(session, name)
+    readonly = command.name == "EXAMINE"
+    selected = SelectedMailbox(mailbox, await session.store.message_states(mailbox.id), readonly)
+    flags = flag_list(SYSTEM_FLAGS + tuple(selected.keywords()))
+    session.send(f"* {selected.exists} EXISTS\r\n")
+    if "IMAP4REV2" not in session.enabled:
+        session.send("* 0 RECENT\r\n")
+        unseen = next((i + 1 for i, uid in enumerate(selected.uids) if "\\Seen" not in selected.flags[uid]), None)
+        if unseen:
+            session.send(f"* OK [UNSEEN {unseen}] First unseen\r\n")
+    session.send(f"* FLAGS {flags}\r\n")
+    permanent = "()" if readonly else flag_list(SYSTEM_FLAGS + ("\\*",))
+    session.send(f"* OK [PERMANENTFLAGS {permanent}] Flags permitted\r\n")
+    session.send(f"* OK [UIDVALIDITY {mailbox.uidvalidity}] UIDs valid\r\n")
+    session.send(f"* OK [UIDNEXT {mailbox.uidnext}] Predicted next UID\r\n")
+    session.send(f"* OK [HIGHESTMODSEQ {mailbox.highestmodseq}] Highest\r\n")
+    session.select(selected)
+    return Result(text=f"{command.name} completed", code="READ-ONLY" if readonly else "READ-WRITE")
+
+
+async def _create_parents(session: Session, name: str) -> None:
+    parts = name.split(DELIMITER)
+    for depth in range(1, len(parts)):
+        parent = DELIMITER.join(parts[:depth])
+        if await session.store.find_mailbox(session.account.id, parent) is None:
+            await session.store.create_mailbox(session.account.id, parent)
+
+
+async def do_create(session: Session, command: Command) -> Result:
+    """CREATE (§6.3.4): superior names are made too."""
+    count(command.args, 1, 2)
+    name = mailbox_name(command.args[0], session.utf8)
+    if name == "INBOX":
+        raise No("INBOX always exists", "ALREADYEXISTS")
+    await _create_parents(session, name)
+    try:
+        await session.store.create_mailbox(session.account.id, name)
+    except AlreadyExists:
+        raise No(f"Mailbox exists already: {name}", "ALREADYEXISTS") from None
+    return Result(text="CREATE completed")
+
+
+async def do_delete(session: Session, command: Command) -> Result:
+    """DELETE (§6.3.5): not INBOX, not a mailbox with children (as Dovecot)."""
+    count(command.args, 1)
+    name = mailbox_name(command.args[0], session.utf8)
+    if name == "INBOX":
+        raise No("INBOX cannot be deleted", "CANNOT")
+    await find(session, name)
+    boxes = await session.store.list_mailboxes(session.account.id)
+    if any(b.name.startswith(name + DELIMITER) for b in boxes):
+        raise No("Mailbox has children, delete them first", "INUSE")
+    if session.selected is not None and session.selected.mailbox.name == name:
+        session.select(None)
+    await session.store.delete_mailbox(session.account.id, name)
+    return Result(text="DELETE completed")
+
+
+async def do_rename(session: Session, command: Command) -> Result:
+    """RENAME (§6.3.6): children follow; INBOX's messages move to the new name."""
+    count(command.args, 2)
+    old = mailbox_name(command.args[0], session.utf8)
+    new = mailbox_name(command.args[1], session.utf8)
+    await find(session, old)
+    if new == "INBOX" or new.startswith(old + DELIMITER):
+        raise No(f"Cannot rename to {new}", "CANNOT")
+    await _create_parents(session, new)
+    try:
+        await session.store.rename_mailbox(session.account.id, old, new)
+    except AlreadyExists:
+        raise No(f"Mailbox exists already: {new}", "ALREADYEXISTS") from None
+    return Result(text="RENAME completed")
+
+
+async def do_subscribe(session: Session, command: Command) -> Result:
+    """SUBSCRIBE and UNSUBSCRIBE (§6.3.7, §6.3.8)."""
+    count(command.args, 1)
+    name = mailbox_name(command.args[0], session.utf8)
+    try:
+        await session.store.set_subscribed(session.account.id, name, command.name == "SUBSCRIBE")
+    except NotFound:
+        raise No(f"Mailbox does not exist: {name}", "NONEXISTENT") from None
+    return Result(text=f"{command.name} completed")
+
+
+def pattern_regex(reference: str, pattern: str) -> re.Pattern:
+    """LIST wildcards (§6.3.9): '*' matches anything, '%' anything but the delimiter."""
+    full = reference + pattern if not pattern.startswith(DELIMITER) else pattern
+    parts = []
+    for char in full:
+        parts.append(".*" if char == "*" else "[^/]*" if char == "%" else re.escape(char))
+    regex = "".join(parts)
+    if full.upper().startswith("INBOX"):
+        regex = "(?i:INBOX)" + "".join(parts[5:])
+    return re.compile(regex + r"\Z", re.DOTALL)
+
+
+async def do_list(session: Session, command: Command) -> Result:
+    """LIST (§6.3.9) with LIST-EXTENDED selection and return options, LIST-STATUS; and LSUB."""
+    args = list(command.args)
+    selection: set[str] = set()
+    if args and isinstance(args[0], list):
+        selection = {atom(t).upper() for t in args.pop(0)}
+    if len(args) < 2:
+        raise BadArguments("LIST needs a reference and a pattern")
+    reference = astring(args[0])
+    pattern_token: Token = args[1]
+    patterns = [astring(t) for t in pattern_token] if isinstance(pattern_token, list) else [astring(pattern_token)]
+    returns: dict[str, list[Token] | None] = {}
+    if len(args) > 2:
+        if len(args) != 4 or not isinstance(args[2], str) or args[2].upper() != "RETURN":
+            raise BadArguments("expected RETURN (options)")
+        options = parenthesized(args[3])
+        for index, option in enumerate(options):
+            if isinstance(option, str):
+                returns[option.upper()] = options[index + 1] if option.upper() == "STATUS" else None
+    lsub = command.name == "LSUB"
+    if lsub:
+        selection.add("SUBSCRIBED")
+    if patterns == [""]:  # §6.3.9: the delimiter and root
+        session.send(f'* {command.name} (\\Noselect) "{DELIMITER}" ""\r\n')
+        return Result(text=f"{command.name} completed")
+    if not session.utf8:
+        reference = _decode_pattern(reference)
+        patterns = [_decode_pattern(p) for p in patterns]
+    regexes = [pattern_regex(reference, p) for p in patterns]
+    boxes = await session.store.list_mailboxes(session.account.id)
+    names = {b.name for b in boxes}
+    for box in sorted(boxes, key=lambda b: (b.name != "INBOX", b.name)):
+        if not any(r.match(box.name) for r in regexes):
+            continue
+        if "SUBSCRIBED" in selection and not box.subscribed:
+            continue
+        if "SPECIAL-USE" in selection and not box.special_use:
+            continue
+        attributes = []
+        if not lsub:
+            children = any(n.startswith(box.name + DELIMITER) for n in names)
+            attributes.append("\\HasChildren" if children else "\\HasNoChildren")
+        if box.subscribed and ("SUBSCRIBED" in selection or "SUBSCRIBED" in returns) and not lsub:
+            attributes.append("\\Subscribed")
+        if box.special_use and not lsub and ("SPECIAL-USE" in returns or not returns or "SPECIAL-USE" in selection):
+            attributes.append(box.special_use)
+        session.send(b"* " + command.name.encode() + f" ({' '.join(attributes)}) \"{DELIMITER}\" ".encode()
+                     + encode_name(session, box.name) + b"\r\n")
+        if returns.get("STATUS") is not None:
+            session.send(await _status_line(session, box, returns["STATUS"]))
+    return Result(text=f"{command.name} completed")
+
+
+def _decode_pattern(text: str) -> str:
+    decoded = decode_mutf7(text)
+    if decoded is None:
+        raise BadArguments("pattern is not valid modified UTF-7")
+    return decoded
+
+
+async def _status_line(session: Session, box: Mailbox, items_token: Token) -> bytes:
+    items = [atom(t).upper() for t in parenthesized(items_token)]
+    if not items or any(i not in _STATUS_ITEMS for i in items):
+        raise BadArguments("unknown STATUS item")
+    status = await session.store.mailbox_status(box.id)
+    values = {"MESSAGES": status.messages, "UIDNEXT": status.uidnext, "UIDVALIDITY": status.uidvalidity,
+              "UNSEEN": status.unseen, "DELETED": status.deleted, "SIZE": status.size,
+              "HIGHESTMODSEQ": status.highestmodseq, "RECENT": 0}
+    pairs = " ".join(f"{item} {values[item]}" for item in items)
+    return b"* STATUS " + encode_name(session, box.name) + f" ({pairs})\r\n".encode()
+
+
+async def do_status(session: Session, command: Command) -> Result:
+    """STATUS (§6.3.11), with SIZE (RFC 8438), DELETED and HIGHESTMODSEQ."""
+    count(command.args, 2)
+    box = await find(session, mailbox_name(command.args[0], session.utf8))
+    session.send(await _status_line(session, box, command.args[1]))
+    return Result(text="STATUS completed")
+
+
+def parse_date_time(text: str) -> float:
+    """date-time (§9): "17-Jul-1996 02:44:25 -0700"."""
+    try:
+        day, month, rest = text.strip().split("-", 2)
+        return parsedate_to_datetime(f"{day} {month} {rest}").timestamp()
+    except (ValueError, TypeError):
+        raise BadArguments(f"bad date-time {text!r}") from None
+
+
+async def do_append(session: Session, command: Command) -> Result:
+    """APPEND (§6.3.12), several messages at once (MULTIAPPEND, RFC 3502); APPENDUID (RFC 4315)."""
+    if len(command.args) < 2:
+        raise BadArguments("APPEND needs a mailbox and a message")
+    name = mailbox_name(command.args[0], session.utf8)
+    mailbox = await session.store.find_mailbox(session.account.id, name)
+    if mailbox is None:
+        raise No(f"Mailbox does not exist: {name}", "TRYCREATE")
+    messages = []
+    rest = list(command.args[1:])
+    while rest:
+        flags: tuple[str, ...] = ()
+        date = time.time()
+        if isinstance(rest[0], list):
+            flags = normalize_flags(rest.pop(0))
+        if rest and isinstance(rest[0], bytes) and len(rest) > 1 and isinstance(rest[1], bytes):
+            date = parse_date_time(rest.pop(0).decode("ascii", "replace"))
+        if not rest or not isinstance(rest[0], bytes):
+            raise BadArguments("expected a message literal")
+        data = rest.pop(0)
+        if len(data) > session.context.config.limits.message_size:
+            raise No("Message too big", "TOOBIG")
+        messages.append((data, flags, date))
+    uids = [await session.store.append(mailbox.id, data, flags, date, summarize_json(data))
+            for data, flags, date in messages]
+    uid_text = ",".join(map(str, uids))
+    return Result(text="APPEND completed", code=f"APPENDUID {mailbox.uidvalidity} {uid_text}")
+
+
+async def do_close(session: Session, command: Command) -> Result:
+    """CLOSE (§6.4.1) expunges silently unless read-only; UNSELECT (RFC 3691) does not."""
+    count(command.args, 0)
+    selected = session.selected
+    if command.name == "CLOSE" and selected is not None and not selected.readonly:
+        await session.store.expunge(selected.mailbox.id)
+    session.select(None)
+    return Result(text=f"{command.name} completed")

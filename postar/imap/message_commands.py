@@ -1,0 +1,236 @@
+"""Commands on the messages of the selected mailbox (RFC 9051 §6.4; RFC 4315, 6851, 7162)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from postar.imap import fetch
+from postar.imap.flags import normalize_flags
+from postar.imap.grammar import SequenceSet, format_sequence
+from postar.imap.parser import BadArguments, Command, atom, count, mailbox_name, number, parenthesized, sequence_set
+from postar.imap.selected import SelectedMailbox, flag_list
+from postar.imap.session import No, Result, Session
+from postar.store import FlagMode, MessageInfo, MessageState
+
+_FLAG_MODES = {"FLAGS": FlagMode.SET, "+FLAGS": FlagMode.ADD, "-FLAGS": FlagMode.REMOVE}
+
+
+def selected_of(session: Session) -> SelectedMailbox:
+    if session.selected is None:
+        raise No("No mailbox selected")
+    return session.selected
+
+
+def resolve(session: Session, seqset: SequenceSet, uid_mode: bool) -> list[int]:
+    """The UIDs a sequence set names in the selected mailbox, ascending."""
+    selected = selected_of(session)
+    if seqset.saved:
+        saved = session.saved_search or set()
+        return [u for u in selected.uids if u in saved]
+    if uid_mode:
+        largest = selected.uids[-1] if selected.uids else 0
+        return [u for u in selected.uids if seqset.contains(u, largest)]
+    numbers = seqset.resolve(selected.exists)
+    for low, high in seqset.ranges:
+        if (low or 0) > selected.exists or (high or 0) > selected.exists or (selected.exists == 0):
+            raise BadArguments("message sequence number out of range")
+    return [selected.uid_at(n) for n in numbers]
+
+
+def _internal_date(timestamp: float) -> str:
+    return time.strftime('"%d-%b-%Y %H:%M:%S +0000"', time.gmtime(timestamp))
+
+
+def _literal(data: bytes, binary: bool = False) -> bytes:
+    return (b"~" if binary and b"\0" in data else b"") + b"{%d}\r\n" % len(data) + data
+
+
+def _fetch_attributes(token) -> list[fetch.FetchAttribute]:
+    tokens = token if isinstance(token, list) else [token]
+    if not tokens:
+        raise BadArguments("empty fetch attribute list")
+    attrs: list[fetch.FetchAttribute] = []
+    for item in tokens:
+        text = atom(item)
+        macro = fetch.expand_macro(text) if not isinstance(token, list) else None
+        if macro is not None:
+            attrs += macro
+            continue
+        attr = fetch.parse_fetch_attribute(text)
+        if attr is None:
+            raise BadArguments(f"unknown fetch attribute {text}")
+        attrs.append(attr)
+    return attrs
+
+
+def _modifier(args: list, name: str) -> int | None:
+    """A (CHANGEDSINCE n) or (UNCHANGEDSINCE n) modifier (RFC 7162 §3.1.3, §3.1.4)."""
+    if not args:
+        return None
+    items = parenthesized(args[0])
+    if len(items) != 2 or atom(items[0]).upper() != name:
+        raise BadArguments(f"expected ({name} modseq)")
+    return number(items[1])
+
+
+async def do_fetch(session: Session, command: Command) -> Result:
+    """FETCH and UID FETCH (§6.4.5), CHANGEDSINCE (RFC 7162 §3.1.4)."""
+    count(command.args, 2, 3)
+    selected = selected_of(session)
+    uids = resolve(session, sequence_set(command.args[0]), command.uid)
+    attrs = _fetch_attributes(command.args[1])
+    changed_since = _modifier(command.args[2:], "CHANGEDSINCE")
+    if changed_since is not None or any(a.name == "MODSEQ" for a in attrs):
+        session.enabled.add("CONDSTORE")
+    if command.uid and not any(a.name == "UID" for a in attrs):
+        attrs.insert(0, fetch.FetchAttribute("UID"))
+    if changed_since is not None and not any(a.name == "MODSEQ" for a in attrs):
+        attrs.append(fetch.FetchAttribute("MODSEQ"))
+    infos = await session.store.message_infos(selected.mailbox.id, uids)
+    marks_seen = not selected.readonly and any(a.section is not None and not a.peek for a in attrs)
+    failed = ""
+    for info in infos:
+        if changed_since is not None and info.modseq <= changed_since:
+            continue
+        if marks_seen and "\\Seen" not in info.flags:
+            updated, _ = await session.store.update_flags(selected.mailbox.id, [info.uid], ("\\Seen",), FlagMode.ADD)
+            if updated:
+                info = _with_state(info, updated[0])
+                selected.flags[info.uid] = info.flags
+                if not any(a.name == "FLAGS" for a in attrs):
+                    attrs.append(fetch.FetchAttribute("FLAGS"))
+        items, problem = await _render(session, info, attrs)
+        failed = failed or problem
+        msn = selected.msn(info.uid)
+        session.send(f"* {msn} FETCH (".encode() + b" ".join(items) + b")\r\n")
+    if failed:
+        raise No(failed, "UNKNOWN-CTE")
+    return Result(text=f"{command.name} completed")
+
+
+def _with_state(info: MessageInfo, state: MessageState) -> MessageInfo:
+    return MessageInfo(info.uid, state.flags, state.modseq, info.size, info.internal_date, info.summary,
+                       info.prefix_length)
+
+
+async def _render(session: Session, info: MessageInfo, attrs: list[fetch.FetchAttribute]) -> tuple[list[bytes], str]:
+    summary = json.loads(info.summary)
+    content: bytes | None = None
+    items: list[bytes] = []
+    problem = ""
+    for attr in attrs:
+        name = attr.name
+        if name == "UID":
+            items.append(b"UID %d" % info.uid)
+        elif name == "FLAGS":
+            items.append(f"FLAGS {flag_list(info.flags)}".encode())
+        elif name == "INTERNALDATE":
+            items.append(b"INTERNALDATE " + _internal_date(info.internal_date).encode())
+        elif name == "RFC822.SIZE":
+            items.append(b"RFC822.SIZE %d" % info.size)
+        elif name == "MODSEQ":
+            items.append(b"MODSEQ (%d)" % info.modseq)
+        elif name == "ENVELOPE":
+            items.append(b"ENVELOPE " + fetch.envelope(summary["envelope"]))
+        elif name in ("BODY", "BODYSTRUCTURE") and attr.section is None:
+            items.append(name.encode() + b" " + fetch.bodystructure(summary["part"], name == "BODYSTRUCTURE"))
+        else:
+            if content is None:
+                content = await session.store.message_content(session.selected.mailbox.id, info.uid) or b""
+            if name.startswith("BINARY"):
+                data = fetch.binary(content, info.prefix_length, summary, attr.section or "")
+                if data is None:
+                    problem = f"Unknown Content-Transfer-Encoding in {fetch.response_name(attr)}"
+                    continue
+                if name == "BINARY.SIZE":
+                    items.append(fetch.response_name(attr).encode() + b" %d" % len(data))
+                    continue
+            else:
+                data = fetch.section(content, info.prefix_length, summary, attr.section or "") or b""
+            if attr.partial:
+                data = fetch.partial(data, attr.partial[0], attr.partial[1])
+            items.append(fetch.response_name(attr).encode() + b" " + _literal(data, name.startswith("BINARY")))
+    return items, problem
+
+
+async def do_store(session: Session, command: Command) -> Result:
+    """STORE and UID STORE (§6.4.6), UNCHANGEDSINCE (RFC 7162 §3.1.3)."""
+    args = list(command.args)
+    if len(args) not in (3, 4):
+        raise BadArguments("STORE needs a sequence set, an item and flags")
+    selected = selected_of(session)
+    if selected.readonly:
+        raise No("Mailbox is read-only", "READ-ONLY")
+    uids = resolve(session, sequence_set(args.pop(0)), command.uid)
+    unchanged_since = _modifier(args[:1], "UNCHANGEDSINCE") if len(args) == 3 else None
+    if unchanged_since is not None:
+        args.pop(0)
+        session.enabled.add("CONDSTORE")
+    item = atom(args[0]).upper()
+    silent = item.endswith(".SILENT")
+    mode = _FLAG_MODES.get(item.removesuffix(".SILENT"))
+    if mode is None:
+        raise BadArguments(f"unknown STORE item {item}")
+    flags = normalize_flags(args[1])
+    updated, refused = await session.store.update_flags(selected.mailbox.id, uids, flags, mode, unchanged_since)
+    for state in updated:
+        selected.flags[state.uid] = state.flags
+    selected.modseq = max([selected.modseq] + [s.modseq for s in updated])
+    changed = {s.uid: s for s in updated}
+    for uid in uids:
+        if uid in refused or selected.msn(uid) is None:
+            continue
+        state = changed.get(uid)
+        if state is not None and silent and unchanged_since is None:
+            continue
+        if state is None:
+            if silent:
+                continue
+            state = MessageState(uid, selected.flags.get(uid, ()), 0)
+        session.send(selected.fetch_flags_line(state, uid=command.uid, modseq=session.condstore and state.modseq > 0))
+    if refused:
+        return Result(text="Conditional STORE failed", code=f"MODIFIED {format_sequence(refused)}")
+    return Result(text=f"{command.name} completed")
+
+
+async def do_copy(session: Session, command: Command) -> Result:
+    """COPY, MOVE and their UID forms (§6.4.7, RFC 6851), with COPYUID (RFC 4315)."""
+    count(command.args, 2)
+    selected = selected_of(session)
+    uids = resolve(session, sequence_set(command.args[0]), command.uid)
+    moving = command.name.endswith("MOVE")
+    if moving and selected.readonly:
+        raise No("Mailbox is read-only", "READ-ONLY")
+    name = mailbox_name(command.args[1], session.utf8)
+    target = await session.store.find_mailbox(session.account.id, name)
+    if target is None:
+        raise No(f"Mailbox does not exist: {name}", "TRYCREATE")
+    pairs = await session.store.copy_messages(selected.mailbox.id, uids, target.id, move=moving)
+    if not pairs:
+        return Result(text=f"No messages {'moved' if moving else 'copied'}")
+    copyuid = f"COPYUID {target.uidvalidity} {format_sequence([s for s, _ in pairs])} " \
+              f"{format_sequence([d for _, d in pairs])}"
+    if not moving:
+        return Result(text="COPY completed", code=copyuid)
+    session.send(f"* OK [{copyuid}] Moved\r\n")
+    for line in selected.forget([s for s, _ in pairs], session.qresync):
+        session.send(line)
+    return Result(text="MOVE completed")
+
+
+async def do_expunge(session: Session, command: Command) -> Result:
+    """EXPUNGE (§6.4.3) and UID EXPUNGE (RFC 4315 §2.1)."""
+    selected = selected_of(session)
+    if command.uid:
+        count(command.args, 1)
+        uids: list[int] | None = resolve(session, sequence_set(command.args[0]), True)
+    else:
+        count(command.args, 0)
+        uids = None
+    if selected.readonly:
+        raise No("Mailbox is read-only", "READ-ONLY")
+    for line in selected.forget(await session.store.expunge(selected.mailbox.id, uids), session.qresync):
+        session.send(line)
+    return Result(text=f"{command.name} completed")
+

@@ -1,0 +1,166 @@
+"""IMAP listeners: commands with their literals in, responses out, TLS and IDLE.
+
+A command is read whole before it is parsed: its line, and for each literal
+announced at a line's end (``{n}``, or ``{n+}`` which needs no continuation,
+RFC 7888) the continuation request, the n octets and the next line. A literal
+over the size limit is refused before any of it is read (RFC 9051 §7.1: TOOBIG).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+
+from postar.context import Context
+from postar.imap.connection_commands import continue_authenticate
+from postar.imap.grammar import literal_announced
+from postar.imap.parser import parse_command
+from postar.imap.session import Action, Result, Session, State
+from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Listener, ShuttingDown
+
+log = logging.getLogger("postar.imap")
+
+MAX_LINE = 65536  # as Dovecot's imap_max_line_length: long UID sets must fit
+IDLE_TIMEOUT = 1800.0  # RFC 2177: clients re-issue IDLE within 29 minutes
+
+
+class IMAPListener(Listener):
+    def __init__(self, context: Context, name: str, ssl_context: ssl.SSLContext | None,
+                 counter: ConnectionCounter, implicit_tls: bool):
+        limits = context.config.limits
+        super().__init__(name, IMAPConnection, per_ip_limit=limits.connections_per_ip,
+                         idle_timeout=max(limits.idle_timeout, 1800.0), counter=counter,
+                         ssl_context=ssl_context, implicit_tls=implicit_tls)
+        self.context = context
+
+
+class _Refused(Exception):
+    """A command refused before it was read whole (its literal too big)."""
+
+    def __init__(self, response: bytes, close: bool):
+        self.response = response
+        self.close = close
+
+
+class IMAPConnection(Connection):
+    listener: IMAPListener
+    max_line = MAX_LINE
+
+    def refusal(self, reason: str) -> bytes:
+        if reason == "shutdown":
+            return b"* BYE Server shutting down\r\n"
+        return b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"
+
+    async def serve(self) -> None:
+        context = self.listener.context
+        session = Session(context, self.client_ip, self.id, tls=bool(self.tls),
+                          tls_possible=self.listener.ssl_context is not None)
+        self.write(session.greeting())
+        errors = 0
+        try:
+            while True:
+                try:
+                    data = await self._read_command()
+                except _Refused as refused:
+                    self.write(refused.response)
+                    if refused.close:
+                        return
+                    continue
+                if data is TOO_LONG:
+                    self.write(b"* BAD Command line too long\r\n")
+                    continue
+                command = parse_command(data)
+                result = await session.handle(command)
+                self.write(session.take_output())
+                tag = getattr(command, "tag", "*")
+                final = await self._act(session, tag, result)
+                if final is None:
+                    continue
+                self._tagged(tag, final)
+                errors = errors + 1 if final.status == "BAD" else errors
+                if errors >= context.config.limits.errors:
+                    self.write(b"* BYE Too many invalid commands\r\n")
+                    return
+                if final.action is Action.LOGOUT or session.state is State.LOGOUT:
+                    return
+        except Closed:
+            pass
+        except asyncio.TimeoutError:
+            self.write(b"* BYE Idle for too long\r\n")
+        except (ShuttingDown, asyncio.CancelledError):
+            self.write(b"* BYE Server shutting down\r\n")
+        except Exception:
+            log.exception("%s: connection failed", self.id)
+
+    def _tagged(self, tag: str, result: Result) -> None:
+        code = f"[{result.code}] " if result.code else ""
+        self.write(f"{tag} {result.status} {code}{result.text}\r\n".encode())
+
+    async def _act(self, session: Session, tag: str, result: Result) -> Result | None:
+        """Carry out what a command asks of the connection; the result to report (None: reported)."""
+        if result.action is Action.STARTTLS:
+            self._tagged(tag, result)
+            if not await self.start_tls():
+                raise Closed
+            session.tls = True
+            return None
+        if result.action is Action.AUTH_CONTINUE:
+            self.write(result.continuation)
+            line = await self.read_line()
+            if line is TOO_LONG:
+                return Result("BAD", "Authentication response too long")
+            result = await continue_authenticate(session, line)
+            self.write(session.take_output())
+            return result
+        if result.action is Action.IDLE:
+            return await self._idle(session, result)
+        return result
+
+    async def _idle(self, session: Session, result: Result) -> Result:
+        self.write(b"+ idling\r\n")
+        self.idle_limit = IDLE_TIMEOUT
+        selected = session.selected
+        watch = session.store.watch(selected.mailbox.id, self.wake) if selected else None
+        try:
+            if watch is not None:
+                watch.__enter__()
+            while True:
+                if b"\n" in self.buffer:
+                    line = await self.read_line()
+                    if line is not TOO_LONG and line.strip().upper() == b"DONE":
+                        return result
+                    return Result("BAD", "Expected DONE")
+                if watch is not None and watch.event.is_set():
+                    watch.event.clear()
+                    await session.refresh(allow_expunge=True)
+                    self.write(session.take_output())
+                await self.wait_for_input()
+        finally:
+            if watch is not None:
+                watch.__exit__(None, None, None)
+            self.idle_limit = self.listener.idle_timeout
+
+    async def _read_command(self) -> bytes:
+        limit = self.listener.context.config.limits.message_size
+        line = await self.read_line()
+        if line is TOO_LONG:
+            return line
+        data = bytearray(line)
+        while (announced := literal_announced(line)) is not None:
+            size, synchronizing = announced
+            if size > limit:
+                tag = bytes(data.split(b" ", 1)[0]).decode("ascii", "replace") or "*"
+                if synchronizing:
+                    raise _Refused(f"{tag} NO [TOOBIG] Literal of {size} octets is over the limit\r\n".encode(),
+                                   close=False)
+                raise _Refused(b"* BYE [TOOBIG] Literal over the limit\r\n", close=True)
+            if synchronizing:
+                self.write(b"+ Ready for literal data\r\n")
+                await self.flush()
+            data += b"\r\n" + await self.read_exactly(size)
+            line = await self.read_line()
+            if line is TOO_LONG:
+                return line
+            data += line
+        return bytes(data)
