@@ -23,7 +23,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_need_no_file():
     loaded = config.load(None)
     assert loaded.listen.smtp == "0.0.0.0:2525"
-    assert loaded.listen.imap == ""
+    assert loaded.listen.imap == "0.0.0.0:1430"
+    assert loaded.listen.pop3 == ""
     assert loaded.limits.message_size > 0
 
 

@@ -29,8 +29,9 @@ def string(value: str | bytes | None) -> bytes:
     """An nstring: NIL, a quoted string, or a literal when quoting cannot carry the value."""
     if value is None:
         return b"NIL"
-    data = value.encode("utf-8", "replace") if isinstance(value, str) else bytes(value)
-    data = data.replace(b"\0", b"\x80")  # CHAR8 excludes NUL; Dovecot substitutes 0x80 too
+    # CHAR8 excludes NUL: Dovecot writes U+FFFD for it in header text, 0x80 in raw bytes.
+    data = value.replace("\0", "\ufffd").encode("utf-8", "replace") if isinstance(value, str) else bytes(value)
+    data = data.replace(b"\0", b"\x80")
     if len(data) > _QUOTED_MAX or _NOT_QUOTABLE.search(data):
         return b"{%d}\r\n%s" % (len(data), data)
     return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
@@ -164,23 +165,33 @@ def envelope(fields: dict) -> bytes:
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")  # RFC 2045 §5.1 token
 _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
-_CONTINUED = re.compile(r"(.+?)\*([0-9]+)(\*?)")
+_CONTINUED = re.compile(r"([^*]+)\*(?:([0-9]+)(\*?))?")  # name*, name*0, name*0*
 _EMPTY = {"type": "text", "subtype": "plain", "params": {"charset": "us-ascii"},
           "header": [0, 0], "body": [0, 0], "lines": 0}
 
 
 def _joined(params: dict) -> dict:
-    """RFC 2231 §3: name*0, name*1... as one value; an encoded one stays encoded, under name*."""
+    """RFC 2231 §3-4: name*0, name*1... joined as one value, under name* when any piece is encoded.
+
+    As Dovecot does: a plain first piece gets an empty charset and language (''), the "%" of
+    plain pieces is escaped, and pieces numbered with gaps are left as they came.
+    """
     out, pieces = {}, {}
     for key, value in params.items():
-        section = _CONTINUED.fullmatch(key)
-        if section:
-            pieces.setdefault(section[1], []).append((int(section[2]), bool(section[3]), value))
+        piece = _CONTINUED.fullmatch(key)
+        if piece:
+            pieces.setdefault(piece[1], []).append((int(piece[2] or 0), piece[2] is None or piece[3] == "*", value))
         else:
             out[key] = value
     for name, parts in pieces.items():
-        parts.sort()
-        out.setdefault(name + "*" if parts[0][1] else name, "".join(v for _, _, v in parts))
+        parts.sort(key=lambda p: p[0])
+        if [p[0] for p in parts] != list(range(len(parts))):
+            out.update((f"{name}*{n}{'*' if encoded else ''}", value) for n, encoded, value in parts)
+        elif any(encoded for _, encoded, _ in parts):
+            text = "".join(v if encoded else v.replace("%", "%25") for _, encoded, v in parts)
+            out[name + "*"] = ("" if parts[0][1] else "''") + text
+        else:
+            out[name] = "".join(v for _, _, v in parts)
     return out
 
 
@@ -213,7 +224,8 @@ def _disposition(part: dict) -> bytes:
 
 
 def _language(part: dict) -> bytes:
-    tags = [tag.strip() for tag in (part.get("content-language") or "").split(",") if tag.strip()]
+    items = (part.get("content-language") or "").split(",")
+    tags = [tag[0] for tag in (_TOKEN.match(item.strip()) for item in items) if tag]
     return b"(" + b" ".join(map(string, tags)) + b")" if tags else b"NIL"
 
 

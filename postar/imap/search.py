@@ -19,6 +19,7 @@ and NEW match nothing and OLD everything.
 from __future__ import annotations
 
 import binascii
+import operator
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -142,6 +143,11 @@ class _Reader:
     def more(self) -> bool:
         return self.position < len(self.tokens)
 
+    def peek(self) -> str:
+        """The next token upper-cased when it is an atom, else ""."""
+        token = self.tokens[self.position] if self.more() else None
+        return token.upper() if isinstance(token, str) else ""
+
     def take(self, what: str) -> Token:
         if not self.more():
             raise _Bad(f"{what} expected")
@@ -188,15 +194,12 @@ class _Reader:
 _MONTHS = {name: i for i, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 _RECENT = Const(False)  # this server keeps no \Recent (RFC 9051 §2.3.2 dropped it)
+_SYSTEM_FLAGS = ("Answered", "Deleted", "Draft", "Flagged", "Seen")
 _CONSTANT: dict[str, Key] = {
     "ALL": Const(True), "RECENT": _RECENT, "OLD": Not(_RECENT),
     "NEW": And((_RECENT, Flag("\\Seen", False))),  # RFC 3501: RECENT UNSEEN
-    **{name: Flag(flag, True) for name, flag in
-       (("ANSWERED", "\\Answered"), ("DELETED", "\\Deleted"), ("DRAFT", "\\Draft"),
-        ("FLAGGED", "\\Flagged"), ("SEEN", "\\Seen"))},
-    **{"UN" + name: Flag(flag, False) for name, flag in
-       (("ANSWERED", "\\Answered"), ("DELETED", "\\Deleted"), ("DRAFT", "\\Draft"),
-        ("FLAGGED", "\\Flagged"), ("SEEN", "\\Seen"))},
+    **{name.upper(): Flag("\\" + name, True) for name in _SYSTEM_FLAGS},
+    **{"UN" + name.upper(): Flag("\\" + name, False) for name in _SYSTEM_FLAGS},
 }
 _DATES = {"BEFORE": (False, "before"), "ON": (False, "on"), "SINCE": (False, "since"),
           "SENTBEFORE": (True, "before"), "SENTON": (True, "on"), "SENTSINCE": (True, "since")}
@@ -262,7 +265,7 @@ def _program(reader: _Reader, depth: int) -> Key:
 
 def _return_options(reader: _Reader) -> tuple[str, ...]:
     """RFC 4731 §3.1: RETURN (option ...); an empty list means ALL."""
-    if not (reader.more() and isinstance(reader.tokens[0], str) and reader.tokens[0].upper() == "RETURN"):
+    if reader.peek() != "RETURN":
         return ()
     reader.take("RETURN")
     listed = reader.take("RETURN options")
@@ -280,9 +283,15 @@ def _return_options(reader: _Reader) -> tuple[str, ...]:
 
 def _walk(key: Key) -> Iterator[Key]:
     yield key
-    for child in (key.keys if isinstance(key, And) else (key.left, key.right) if isinstance(key, Or)
-                  else (key.key,) if isinstance(key, Not) else ()):
-        yield from _walk(child)
+    match key:
+        case Not(inner):
+            yield from _walk(inner)
+        case Or(left, right):
+            yield from _walk(left)
+            yield from _walk(right)
+        case And(keys):
+            for each in keys:
+                yield from _walk(each)
 
 
 def parse_search(args: list) -> SearchRequest | str:
@@ -290,7 +299,7 @@ def parse_search(args: list) -> SearchRequest | str:
     reader = _Reader(args)
     try:
         options = _return_options(reader)
-        if reader.more() and isinstance(args[reader.position], str) and args[reader.position].upper() == "CHARSET":
+        if reader.peek() == "CHARSET":
             reader.take("CHARSET")
             charset = reader.astring("charset")
             if charset.upper() not in ("UTF-8", "US-ASCII"):
@@ -428,11 +437,12 @@ def _match_body(key: Body, message: Candidate, scope: Scope) -> bool:
     return any(key.text in text for text in _body_texts(message, message.summary.get("part", {})))
 
 
+_COMPARE = {"before": operator.lt, "on": operator.eq, "since": operator.ge}
+
+
 def _match_day(key: Day, message: Candidate, scope: Scope) -> bool:
     day = _sent_day(message) if key.sent else _internal_day(message)
-    if day is None:
-        return False
-    return {"before": day < key.day, "on": day == key.day, "since": day >= key.day}[key.compare]
+    return day is not None and _COMPARE[key.compare](day, key.day)
 
 
 def _match_numbers(key: Numbers, message: Candidate, scope: Scope) -> bool:
