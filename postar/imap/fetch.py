@@ -365,7 +365,7 @@ def _header_fields(header: bytes, names: tuple[str, ...], exclude: bool) -> byte
         if line[:1] not in (b" ", b"\t"):  # a new field; folded lines follow its fate
             keep = (line.split(b":", 1)[0].strip().lower() in wanted) != exclude
         if keep:
-            out.append(line if line.endswith(b"\n") else line + b"\r\n")
+            out.append(line)  # an unterminated last line stays so, as from Dovecot
     # RFC 9051 §6.4.5: the blank line is in every header fetch unless the message has none.
     return b"".join(out) + (b"\r\n" if blank else b"")
 

@@ -7,7 +7,7 @@ import json
 
 from postar.imap.message_commands import selected_of
 from postar.imap.parser import BadArguments, Command
-from postar.imap.search import Candidate, Scope, esearch_response, matches, parse_search, saved_result, search_response
+from postar.imap.search import BADCHARSET, Candidate, Scope, esearch_response, matches, parse_search, saved_result, search_response
 from postar.imap.session import No, Result, Session
 
 
@@ -15,7 +15,7 @@ async def do_search(session: Session, command: Command) -> Result:
     request = parse_search(command.args)
     if isinstance(request, str):
         if request.startswith("BADCHARSET"):
-            raise No("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+            raise No("Unsupported charset", BADCHARSET)
         raise BadArguments(request)
     selected = selected_of(session)
     if request.uses_modseq:
