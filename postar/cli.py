@@ -222,6 +222,17 @@ def user_enable(ctx: click.Context, address: str) -> None:
     click.echo(f"user {address} enabled")
 
 
+@user.command("imap")
+@click.argument("address")
+@click.argument("switch", type=click.Choice(["on", "off"]))
+@click.pass_context
+def user_imap(ctx: click.Context, address: str, switch: str) -> None:
+    """Turn IMAP access of an account on or off (on by default)."""
+    address = _address(address)
+    _with_store(ctx, lambda s: s.set_imap_enabled(address, switch == "on"))
+    click.echo(f"IMAP access of {address} {switch}")
+
+
 @user.command("app-password")
 @click.argument("address")
 @click.option("--name", required=True, help="What the password is for, e.g. thunderbird.")

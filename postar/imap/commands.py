@@ -13,6 +13,7 @@ from typing import Awaitable, Callable
 from postar.imap import connection_commands as c
 from postar.imap import mailbox_commands as m
 from postar.imap import message_commands as msg
+from postar.imap import quota_commands as q
 from postar.imap import search_command as s
 from postar.imap.parser import Command
 from postar.imap.session import Result, Session, State
@@ -53,6 +54,9 @@ COMMANDS: dict[str, Entry] = {
     "LSUB": Entry(m.do_list, AUTHENTICATED),
     "STATUS": Entry(m.do_status, AUTHENTICATED),
     "APPEND": Entry(m.do_append, AUTHENTICATED),
+    "GETQUOTAROOT": Entry(q.do_getquotaroot, AUTHENTICATED),
+    "GETQUOTA": Entry(q.do_getquota, AUTHENTICATED),
+    "SETQUOTA": Entry(q.do_setquota, AUTHENTICATED),
     "CHECK": Entry(c.do_noop, SELECTED),
     "CLOSE": Entry(m.do_close, SELECTED, updates=False),
     "UNSELECT": Entry(m.do_close, SELECTED, updates=False),

@@ -6,10 +6,15 @@ the client sent), and ``prefix_len`` shifts the summary's offsets into it. Every
 function is pure and returns the exact bytes to send, or None for a request it
 cannot answer; none raises on any summary or content.
 
-Choices where implementations differ, checked against Dovecot: type, subtype,
-encoding and parameter names are upper-cased as in RFC 9051's examples (Dovecot
-sends them as the message spells them); a missing part is an empty string; NUL
-in a body section becomes 0x80, since an IMAP literal cannot carry it (CHAR8).
+Checked against Dovecot 2.3, which it follows (a missing part is an empty
+string; CHAR8 has no NUL, so NUL becomes 0x80 in a body section and U+FFFD in
+header text) except where it says otherwise: type, subtype, encoding and
+parameter names are upper-cased as in RFC 9051's examples (Dovecot sends them
+as written); a section is echoed as the client wrote it (Dovecot upper-cases
+it); a leaf part has no part 1 (Dovecot answers with the leaf); HEADER.FIELDS of
+a message without a blank line gets none (RFC 9051 §6.4.5; Dovecot adds one);
+BINARY decodes damaged base64 and quoted-printable as best it can (Dovecot
+answers NO [PARSE]).
 """
 
 from __future__ import annotations
@@ -145,9 +150,7 @@ def addresses(value: str) -> list[Address]:
 
 def _address_list(value: object) -> bytes:
     found = addresses(value) if isinstance(value, str) else []
-    if not found:
-        return b"NIL"
-    return b"(" + b"".join(b"(" + b" ".join(map(string, a)) + b")" for a in found) + b")"
+    return b"(" + b"".join(b"(" + b" ".join(map(string, a)) + b")" for a in found) + b")" if found else b"NIL"
 
 
 def envelope(fields: dict) -> bytes:
@@ -166,8 +169,7 @@ def envelope(fields: dict) -> bytes:
 _TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")  # RFC 2045 §5.1 token
 _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
 _CONTINUED = re.compile(r"([^*]+)\*(?:([0-9]+)(\*?))?")  # name*, name*0, name*0*
-_EMPTY = {"type": "text", "subtype": "plain", "params": {"charset": "us-ascii"},
-          "header": [0, 0], "body": [0, 0], "lines": 0}
+_EMPTY = {"type": "text", "subtype": "plain", "params": {"charset": "us-ascii"}, "body": [0, 0], "lines": 0}
 
 
 def _joined(params: dict) -> dict:
@@ -196,9 +198,8 @@ def _joined(params: dict) -> dict:
 
 
 def _param_list(params: dict) -> bytes:
-    if not params:
-        return b"NIL"
-    return b"(" + b" ".join(string(_upper(k)) + b" " + string(v) for k, v in params.items()) + b")"
+    pairs = [string(_upper(key)) + b" " + string(value) for key, value in params.items()]
+    return b"(" + b" ".join(pairs) + b")" if pairs else b"NIL"
 
 
 def _content_params(part: dict) -> bytes:
@@ -297,23 +298,11 @@ class Section:
     text: str
     fields: tuple[str, ...] = ()
 
-    def __str__(self) -> str:
-        spec = ".".join(map(str, self.path))
-        if self.text:
-            spec += ("." if spec else "") + self.text
-        if self.fields:
-            spec += " (" + " ".join(_astring(name) for name in self.fields) + ")"
-        return spec
-
-
-def _astring(name: str) -> str:
-    if re.fullmatch(r'[^\s(){%*"\\\]]+', name):
-        return name
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
 
 def parse_section(spec: str) -> Section | None:
     """The text between BODY[ and ], or None when it is not a section-spec."""
+    if not spec.isascii():  # field names are ASCII (RFC 5322 §3.6.8); and "ı".upper() is "I"
+        return None
     path, rest = (), spec
     numbers = _PATH.match(spec)
     if numbers:
@@ -462,7 +451,7 @@ class FetchAttribute:
     """One fetch-att: RFC822, RFC822.HEADER and RFC822.TEXT carry the section they equal."""
 
     name: str  # upper case, without .PEEK: FLAGS, BODY, BINARY, BINARY.SIZE, RFC822.HEADER...
-    section: str | None = None  # canonical section-spec; None for BODY the structure
+    section: str | None = None  # the section-spec as sent (checked); None for BODY the structure
     partial: tuple[int, int] | None = None  # (origin, length)
     peek: bool = False  # BODY.PEEK, BINARY.PEEK, RFC822.HEADER: do not set \Seen
 
@@ -487,7 +476,7 @@ def parse_fetch_attribute(text: str) -> FetchAttribute | None:
         window = (int(found[3]), int(found[4]))
         if name == "BINARY.SIZE" or window[1] == 0 or max(window) > _NUMBER64:
             return None
-    return FetchAttribute(name.removesuffix(".PEEK"), str(parsed), window, name.endswith(".PEEK"))
+    return FetchAttribute(name.removesuffix(".PEEK"), found[2], window, name.endswith(".PEEK"))
 
 
 def expand_macro(text: str) -> tuple[FetchAttribute, ...] | None:
@@ -497,7 +486,8 @@ def expand_macro(text: str) -> tuple[FetchAttribute, ...] | None:
 
 
 def response_name(attr: FetchAttribute) -> str:
-    """The item's name in the FETCH response: no .PEEK, and a partial shows its origin only."""
+    """The item's name in the FETCH response: no .PEEK, a partial shows its origin only (RFC 9051
+    §7.5.2), and the section is echoed as the client wrote it, field names in their spelling."""
     if attr.section is None or attr.name.startswith("RFC822"):
         return attr.name
     name = f"{attr.name}[{attr.section}]"

@@ -6,37 +6,36 @@ import re
 import time
 from email.utils import parsedate_to_datetime
 
-from postar.imap.grammar import Token, decode_mutf7, encode_mutf7, quoted
-from postar.imap.parser import BadArguments, Command, astring, atom, count, mailbox_name, parenthesized
+from postar.imap.grammar import Token, decode_mutf7
+from postar.imap.grammar import format_sequence
+from postar.imap.parser import (
+    BadArguments, Command, astring, atom, count, mailbox_name, number, parenthesized, sequence_set,
+)
 from postar.imap.selected import SelectedMailbox, flag_list
 from postar.imap.flags import SYSTEM_FLAGS, normalize_flags
+from postar.imap.mailbox_names import DELIMITER, encode_name, find
+from postar.imap.quota_commands import check_room
 from postar.imap.session import No, Result, Session
 from postar.message import summarize_json
 from postar.store import AlreadyExists, Mailbox, NotFound
 
-DELIMITER = "/"
 _STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "HIGHESTMODSEQ", "RECENT")
-
-
-def encode_name(session: Session, name: str) -> bytes:
-    return quoted(name if session.utf8 else encode_mutf7(name))
-
-
-async def find(session: Session, name: str) -> Mailbox:
-    mailbox = await session.store.find_mailbox(session.account.id, name)
-    if mailbox is None:
-        raise No(f"Mailbox does not exist: {name}", "NONEXISTENT")
-    return mailbox
 
 
 async def do_select(session: Session, command: Command) -> Result:
     """SELECT and EXAMINE (§6.3.2, §6.3.3), with CONDSTORE (RFC 7162 §3.1.8)."""
     count(command.args, 1, 2)
     name = mailbox_name(command.args[0], session.utf8)
+    resync = None
     if len(command.args) == 2:
-        options = [atom(t).upper() for t in parenthesized(command.args[1]) if not isinstance(t, list)]
-        if "CONDSTORE" in options:
+        options = parenthesized(command.args[1])
+        words = [atom(t).upper() for t in options if not isinstance(t, list)]
+        if "CONDSTORE" in words:
             session.enabled.add("CONDSTORE")
+        if "QRESYNC" in words:
+            if not session.qresync:
+                raise BadArguments("QRESYNC must be enabled first (RFC 7162 §3.2.3)")
+            resync = _qresync_parameters(options[words.index("QRESYNC") + 1:])
     if session.selected is not None:
         session.select(None)
         session.send("* OK [CLOSED] Previous mailbox closed\r\n")
@@ -57,7 +56,32 @@ async def do_select(session: Session, command: Command) -> Result:
     session.send(f"* OK [UIDNEXT {mailbox.uidnext}] Predicted next UID\r\n")
     session.send(f"* OK [HIGHESTMODSEQ {mailbox.highestmodseq}] Highest\r\n")
     session.select(selected)
+    if resync is not None and resync[0] == mailbox.uidvalidity:
+        await _resynchronize(session, selected, resync[1], resync[2])
     return Result(text=f"{command.name} completed", code="READ-ONLY" if readonly else "READ-WRITE")
+
+
+def _qresync_parameters(rest: list) -> tuple[int, int, set[int] | None]:
+    """(uidvalidity modseq [known-uids ...]) of SELECT (QRESYNC ...) (RFC 7162 §3.2.5)."""
+    if not rest or not isinstance(rest[0], list) or len(rest[0]) < 2:
+        raise BadArguments("expected QRESYNC (uidvalidity modseq [known-uids])")
+    values = rest[0]
+    known = None
+    if len(values) > 2 and isinstance(values[2], str):
+        uid_set = sequence_set(values[2])
+        known = set(uid_set.resolve(max((high or low or 0) for low, high in uid_set.ranges)))
+    return number(values[0]), number(values[1]), known
+
+
+async def _resynchronize(session: Session, selected: SelectedMailbox, modseq: int, known: set[int] | None) -> None:
+    """VANISHED (EARLIER) and FETCH for what changed since the client's modseq (§3.2.5.1)."""
+    changes = await session.store.changes_since(selected.mailbox.id, modseq)
+    vanished = [u for u in changes.vanished if known is None or u in known]
+    if vanished:
+        session.send(f"* VANISHED (EARLIER) {format_sequence(vanished)}\r\n")
+    for state in changes.changed:
+        if selected.msn(state.uid) is not None:
+            session.send(selected.fetch_flags_line(state, uid=True, modseq=True))
 
 
 async def _create_parents(session: Session, name: str) -> None:
@@ -249,6 +273,7 @@ async def do_append(session: Session, command: Command) -> Result:
         if len(data) > session.context.config.limits.message_size:
             raise No("Message too big", "TOOBIG")
         messages.append((data, flags, date))
+    await check_room(session, sum(len(data) for data, _, _ in messages))
     uids = [await session.store.append(mailbox.id, data, flags, date, summarize_json(data))
             for data, flags, date in messages]
     uid_text = ",".join(map(str, uids))

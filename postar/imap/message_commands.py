@@ -80,13 +80,15 @@ async def do_fetch(session: Session, command: Command) -> Result:
     selected = selected_of(session)
     uids = resolve(session, sequence_set(command.args[0]), command.uid)
     attrs = _fetch_attributes(command.args[1])
-    changed_since = _modifier(command.args[2:], "CHANGEDSINCE")
+    changed_since, vanished = _fetch_modifiers(command.args[2:], command.uid, session.qresync)
     if changed_since is not None or any(a.name == "MODSEQ" for a in attrs):
         session.enabled.add("CONDSTORE")
     if command.uid and not any(a.name == "UID" for a in attrs):
         attrs.insert(0, fetch.FetchAttribute("UID"))
     if changed_since is not None and not any(a.name == "MODSEQ" for a in attrs):
         attrs.append(fetch.FetchAttribute("MODSEQ"))
+    if vanished:
+        await _report_vanished(session, selected, command.args[0], changed_since)
     infos = await session.store.message_infos(selected.mailbox.id, uids)
     marks_seen = not selected.readonly and any(a.section is not None and not a.peek for a in attrs)
     failed = ""
@@ -107,6 +109,28 @@ async def do_fetch(session: Session, command: Command) -> Result:
     if failed:
         raise No(failed, "UNKNOWN-CTE")
     return Result(text=f"{command.name} completed")
+
+
+def _fetch_modifiers(args: list, uid: bool, qresync: bool) -> tuple[int | None, bool]:
+    """(CHANGEDSINCE n [VANISHED]) of FETCH (RFC 7162 §3.1.4, §3.2.6)."""
+    if not args:
+        return None, False
+    items = [atom(t).upper() for t in parenthesized(args[0])]
+    if len(items) not in (2, 3) or items[0] != "CHANGEDSINCE":
+        raise BadArguments("expected (CHANGEDSINCE modseq [VANISHED])")
+    vanished = len(items) == 3
+    if vanished and (items[2] != "VANISHED" or not uid or not qresync):
+        raise BadArguments("VANISHED needs UID FETCH and QRESYNC enabled")
+    return number(items[1]), vanished
+
+
+async def _report_vanished(session: Session, selected: SelectedMailbox, uid_set, since: int) -> None:
+    requested = sequence_set(uid_set)
+    largest = selected.uidnext
+    changes = await session.store.changes_since(selected.mailbox.id, since)
+    gone = [u for u in changes.vanished if requested.contains(u, largest)]
+    if gone:
+        session.send(f"* VANISHED (EARLIER) {format_sequence(gone)}\r\n")
 
 
 def _with_state(info: MessageInfo, state: MessageState) -> MessageInfo:

@@ -97,7 +97,8 @@ class Session:
     def capabilities(self) -> str:
         words = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ENABLE", "ID", "IDLE", "NAMESPACE",
                  "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
-                 "ESEARCH", "CONDSTORE", "STATUS=SIZE", "UTF8=ACCEPT", "BINARY"]
+                 "ESEARCH", "CONDSTORE", "QRESYNC", "STATUS=SIZE", "UTF8=ACCEPT", "BINARY", "QUOTA",
+                 "QUOTA=RES-STORAGE"]
         if not self.tls and self.tls_possible:
             words.append("STARTTLS")
         if self.state is State.NOT_AUTHENTICATED:

@@ -222,6 +222,9 @@ class Store(Protocol):
     async def set_disabled(self, address: str, disabled: bool) -> None:
         """Raises NotFound."""
 
+    async def set_imap_enabled(self, address: str, enabled: bool) -> None:
+        """Raises NotFound."""
+
     async def add_app_password(self, address: str, name: str, password_hash: str) -> None:
         """Raises NotFound, AlreadyExists."""
 

@@ -176,6 +176,10 @@ class SQLiteStore(MailStoreMixin):
         await self._update_account(address, "UPDATE accounts SET password_hash = ? WHERE address = ?",
                                    password_hash)
 
+    async def set_imap_enabled(self, address: str, enabled: bool) -> None:
+        await self._update_account(address, "UPDATE accounts SET imap_enabled = ? WHERE address = ?",
+                                   int(enabled))
+
     async def set_disabled(self, address: str, disabled: bool) -> None:
         await self._update_account(address, "UPDATE accounts SET disabled = ? WHERE address = ?",
                                    int(disabled))
