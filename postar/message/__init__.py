@@ -20,6 +20,8 @@ _PART_FIELDS = ("content-type", "content-transfer-encoding", "content-id",
                 "content-description", "content-disposition", "content-language",
                 "content-location", "content-md5")
 _MAX_DEPTH = 20
+# RFC 2045 §5.1: type "/" subtype, each a token; comments and what follows are ignored.
+_TYPE = re.compile(r"\s*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\s*/\s*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)")
 _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
 
 
@@ -57,7 +59,8 @@ def header_fields(block: bytes, wanted: tuple[str, ...]) -> dict[str, str]:
 def parse_content_type(value: str) -> tuple[str, str, dict[str, str]]:
     """``text/plain; charset=utf-8`` to ("text", "plain", {"charset": "utf-8"})."""
     main, _, _ = value.partition(";")
-    kind, _, subtype = main.strip().partition("/")
+    match = _TYPE.match(main)
+    kind, subtype = (match.group(1), match.group(2)) if match else ("", "")
     params = {}
     for key, raw in _PARAM.findall(value):
         if raw.startswith('"'):

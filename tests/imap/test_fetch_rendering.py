@@ -6,10 +6,11 @@ RFC 3501 and what Dovecot 2.3.19 (Debian 12's dovecot-imapd, run
 pre-authenticated on these same messages) sent; the DOVECOT_* constants are its
 replies verbatim. Where postar differs on purpose the test says so: type,
 subtype, encoding and parameter names are upper-cased (RFC 9051's examples;
-Dovecot sends them as written), sub-parts of a leaf part do not exist (Dovecot
-returns the leaf), HEADER.FIELDS of a message without a blank line gets none
-(RFC 9051 §6.4.5; Dovecot adds one), and the grammar's nz-number, partial and
-section-binary are enforced (Dovecot accepts [0], [01], <0>, <0.0>, BINARY[HEADER]).
+Dovecot sends them as written), sections are echoed as sent (Dovecot upper-cases
+them), sub-parts of a leaf part do not exist (Dovecot returns the leaf),
+HEADER.FIELDS of a message without a blank line gets none (RFC 9051 §6.4.5;
+Dovecot adds one), and the grammar's nz-number, partial and section-binary are
+enforced (Dovecot accepts [0], [01], <0>, <0.0>, BINARY[HEADER]).
 """
 
 from __future__ import annotations
@@ -409,14 +410,16 @@ def test_nul_in_a_section_becomes_0x80():
 
 @pytest.mark.parametrize("spec", ["MIME", "0", "01", "1.0", "1.", ".1", "1..2", "1.MIME.TEXT", "TEXT.MIME",
                                   "HEADER.FIELDS", "HEADER.FIELDS ()", "HEADER.FIELDS (a", "HEADER.FIELDS(a)",
-                                  "HEADER.FIELDS  (a)", "FOO", "1.FOO", " HEADER", "HEADER ", "1HEADER"])
+                                  "HEADER.FIELDS  (a)", "FOO", "1.FOO", " HEADER", "HEADER ", "1HEADER", "1.m\u0131me",
+                                  "HEADER\n"])
 def test_invalid_section_specs(spec):
     assert parse_section(spec) is None
     assert fetch(MIXED, spec) is None
 
 
-def test_section_specs_print_canonically():
-    assert str(parse_section("1.2.header.fields.not (From \"X Y\" to)")) == '1.2.HEADER.FIELDS.NOT (From "X Y" to)'
+def test_parse_section():
+    assert parse_section('1.2.header.fields.not (From "X \\"Y" to)') == \
+        Section((1, 2), "HEADER.FIELDS.NOT", ("From", 'X "Y', "to"))
     assert parse_section("3.mime") == Section((3,), "MIME")
     assert parse_section("") == Section((), "")
 
@@ -471,9 +474,9 @@ def test_base64_is_decoded_leniently(encoded, decoded):
     ("RFC822.HEADER", FetchAttribute("RFC822.HEADER", "HEADER", peek=True)),
     ("RFC822.TEXT", FetchAttribute("RFC822.TEXT", "TEXT")),
     ("BODY[]", FetchAttribute("BODY", "")),
-    ("body.peek[text]", FetchAttribute("BODY", "TEXT", peek=True)),
+    ("body.peek[text]", FetchAttribute("BODY", "text", peek=True)),
     ("BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>", FetchAttribute("BODY", "HEADER.FIELDS (FROM TO)", (0, 100), True)),
-    ('BODY[1.2.HEADER.FIELDS ("Subject" x-a)]', FetchAttribute("BODY", "1.2.HEADER.FIELDS (Subject x-a)")),
+    ('BODY[1.2.HEADER.FIELDS ("Subject" x-a)]', FetchAttribute("BODY", '1.2.HEADER.FIELDS ("Subject" x-a)')),
     ('BODY[HEADER.FIELDS ("a]b")]', FetchAttribute("BODY", 'HEADER.FIELDS ("a]b")')),
     ("BODY[3.MIME]", FetchAttribute("BODY", "3.MIME")),
     ("BINARY[1]", FetchAttribute("BINARY", "1")),
@@ -496,7 +499,8 @@ def test_invalid_fetch_attributes(text):
 @pytest.mark.parametrize("text, name", [
     ("flags", "FLAGS"), ("BODY", "BODY"), ("RFC822.HEADER", "RFC822.HEADER"), ("body[]", "BODY[]"),
     ("BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>", "BODY[HEADER.FIELDS (FROM TO)]<0>"),
-    ("body.peek[1.header.fields (Date)]<5.10>", "BODY[1.HEADER.FIELDS (Date)]<5>"),
+    ("body.peek[1.header.fields (Date)]<5.10>", "BODY[1.header.fields (Date)]<5>"),
+    ('BODY.PEEK[HEADER.FIELDS ("Subject" In-Reply-To)]', 'BODY[HEADER.FIELDS ("Subject" In-Reply-To)]'),
     ("BINARY.PEEK[1]<0.10>", "BINARY[1]<0>"), ("BINARY.SIZE[1]", "BINARY.SIZE[1]"),
 ])
 def test_response_names(text, name):
@@ -554,8 +558,8 @@ ATTRIBUTE = r'(?i)(BODY|BINARY)(\.PEEK|\.SIZE)?\[[0-9.A-Z ()"]*\](<[0-9]{1,3}\.[
 
 
 @given(st.one_of(st.text(max_size=60), st.from_regex(ATTRIBUTE, fullmatch=True)))
-def test_fetch_attributes_never_raise_and_sections_reparse(text):
+def test_fetch_attributes_never_raise_and_response_names_parse_back(text):
     attr = parse_fetch_attribute(text)
     if attr is not None and attr.section is not None:
-        assert str(parse_section(attr.section)) == attr.section
+        assert parse_section(attr.section) is not None
         assert parse_fetch_attribute(response_name(attr).split("<")[0]).section == attr.section
