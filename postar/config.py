@@ -51,7 +51,8 @@ def _default_listen(name: str) -> str:
 
 @dataclass
 class Listen:
-    """Where each service listens, as ``"host:port"``; absent or empty means off."""
+    """Where each service listens, as ``"host:port"``. Without a [listen] table the defaults
+    below apply; with one, a key that is absent or empty is off."""
 
     smtp: str = _doc("Server-to-server SMTP (MX), STARTTLS offered, no AUTH. "
                      "Default 0.0.0.0:2525; the standard port is 25.",
@@ -136,7 +137,8 @@ class Config:
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
+    # A [listen] table names exactly what is on: the keys it leaves out are off.
+    kwargs: dict[str, Any] = {name: "" for name in fields} if cls is Listen else {}
     for key, value in values.items():
         name = f"{where}.{key}" if where else key
         if key not in fields:

@@ -60,3 +60,9 @@ def test_configuration_doc_is_generated_from_the_code():
                                capture_output=True, text=True, check=True).stdout
     assert (ROOT / "docs" / "configuration.md").read_text() == generated, \
         "docs/configuration.md is stale: run `postar config doc > docs/configuration.md`"
+
+
+def test_a_listen_table_names_exactly_what_is_on(tmp_path):
+    loaded = config.load(write(tmp_path, '[listen]\nsmtp = "127.0.0.1:2525"'))
+    assert loaded.listen.smtp == "127.0.0.1:2525"
+    assert (loaded.listen.submission, loaded.listen.imap, loaded.listen.imaps) == ("", "", "")
