@@ -207,6 +207,10 @@ def _toml_value(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
 def sample() -> str:
     """A commented TOML file holding every key with its default."""
     lines: list[str] = ["# postar configuration; every key is optional.", ""]
@@ -219,7 +223,7 @@ def sample() -> str:
             continue
         lines += [f"# {f.metadata['doc']}", f"{f.name} = {_toml_value(value)}", ""]
     for name, table in tables:
-        lines += [f"[{name}]", f"# {type(table).__doc__}"]
+        lines += [f"[{name}]", f"# {_one_line(type(table).__doc__)}"]
         for sub in dataclasses.fields(table):
             lines += [f"# {sub.metadata['doc']}", f"{sub.name} = {_toml_value(getattr(table, sub.name))}"]
         lines.append("")
@@ -238,7 +242,7 @@ def reference() -> str:
         table = getattr(Config(), f.name)
         if not dataclasses.is_dataclass(table):
             continue
-        out += ["", f"## [{f.name}]", "", type(table).__doc__ or "", "",
+        out += ["", f"## [{f.name}]", "", _one_line(type(table).__doc__), "",
                 "| key | default | meaning |", "| --- | --- | --- |"]
         for sub in dataclasses.fields(table):
             default = _toml_value(getattr(table, sub.name))
