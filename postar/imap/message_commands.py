@@ -89,7 +89,7 @@ async def do_fetch(session: Session, command: Command) -> Result:
         attrs.append(fetch.FetchAttribute("MODSEQ"))
     if vanished:
         await _report_vanished(session, selected, command.args[0], changed_since)
-    infos = await session.store.message_infos(selected.mailbox.id, uids)
+    infos = await _infos(session, selected, uids, attrs)
     marks_seen = not selected.readonly and any(a.section is not None and not a.peek for a in attrs)
     failed = ""
     for info in infos:
@@ -109,6 +109,20 @@ async def do_fetch(session: Session, command: Command) -> Result:
     if failed:
         raise No(failed, "UNKNOWN-CTE")
     return Result(text=f"{command.name} completed")
+
+
+_STATE_ONLY = frozenset({"UID", "FLAGS", "MODSEQ"})
+
+
+async def _infos(session: Session, selected: SelectedMailbox, uids: list[int],
+                 attrs: list[fetch.FetchAttribute]) -> list[MessageInfo]:
+    """What FETCH needs of each message; for UID, FLAGS and MODSEQ alone (what clients
+    ask of a whole mailbox to resynchronize) one cheap scan instead of every summary."""
+    if any(a.name not in _STATE_ONLY for a in attrs):
+        return await session.store.message_infos(selected.mailbox.id, uids)
+    wanted = set(uids)
+    return [MessageInfo(s.uid, s.flags, s.modseq, 0, 0.0, "", 0)
+            for s in await session.store.message_states(selected.mailbox.id) if s.uid in wanted]
 
 
 def _fetch_modifiers(args: list, uid: bool, qresync: bool) -> tuple[int | None, bool]:
@@ -139,7 +153,7 @@ def _with_state(info: MessageInfo, state: MessageState) -> MessageInfo:
 
 
 async def _render(session: Session, info: MessageInfo, attrs: list[fetch.FetchAttribute]) -> tuple[list[bytes], str]:
-    summary = json.loads(info.summary)
+    summary = json.loads(info.summary) if info.summary else {}
     content: bytes | None = None
     items: list[bytes] = []
     problem = ""
