@@ -108,6 +108,7 @@ class SearchRequest:
     options: tuple[str, ...] = ()  # RETURN options, upper case; () when there was no RETURN
     needs_content: bool = False    # some key reads the message bytes, not just the summary
     uses_modseq: bool = False      # RFC 7162 §3.1.5: the reply carries the highest MODSEQ
+    needs_details: bool = True     # some key reads more than flags, numbers and modseq
 
 
 @dataclass(frozen=True)
@@ -312,7 +313,8 @@ def parse_search(args: list) -> SearchRequest | str:
         key, options,
         needs_content=any(isinstance(n, Body) or (isinstance(n, Header) and n.field not in ENVELOPE_FIELDS)
                           for n in nodes),
-        uses_modseq=any(isinstance(n, ModSeq) for n in nodes))
+        uses_modseq=any(isinstance(n, ModSeq) for n in nodes),
+        needs_details=any(isinstance(n, (Header, Body, Day, Size)) for n in nodes))
 
 
 # Reading a message: headers, RFC 2047 words, body text ---------------------------------------

@@ -9,6 +9,7 @@ from postar.imap.message_commands import selected_of
 from postar.imap.parser import BadArguments, Command
 from postar.imap.search import BADCHARSET, Candidate, Scope, esearch_response, matches, parse_search, saved_result, search_response
 from postar.imap.session import No, Result, Session
+from postar.store import MessageInfo
 
 
 async def do_search(session: Session, command: Command) -> Result:
@@ -20,7 +21,11 @@ async def do_search(session: Session, command: Command) -> Result:
     selected = selected_of(session)
     if request.uses_modseq:
         session.enabled.add("CONDSTORE")
-    infos = await session.store.message_infos(selected.mailbox.id, list(selected.uids))
+    if request.needs_details:
+        infos = await session.store.message_infos(selected.mailbox.id, list(selected.uids))
+    else:  # flags and numbers only: one cheap scan, no summaries
+        infos = [MessageInfo(s.uid, s.flags, s.modseq, 0, 0.0, "", 0)
+                 for s in await session.store.message_states(selected.mailbox.id) if selected.msn(s.uid)]
     scope = Scope(selected.exists, selected.uids[-1] if selected.uids else 0, session.saved_search)
     found: list[int] = []
     modseqs: dict[int, int] = {}
@@ -29,7 +34,8 @@ async def do_search(session: Session, command: Command) -> Result:
         if request.needs_content:
             content = await session.store.message_content(selected.mailbox.id, info.uid)
         candidate = Candidate(selected.msn(info.uid) or 0, info.uid, info.flags, info.internal_date, info.size,
-                              info.modseq, json.loads(info.summary), content, info.prefix_length)
+                              info.modseq, json.loads(info.summary) if info.summary else {}, content,
+                              info.prefix_length)
         if matches(request.key, candidate, scope):
             number = info.uid if command.uid else candidate.msn
             found.append(number)
