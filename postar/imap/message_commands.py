@@ -121,8 +121,8 @@ async def _infos(session: Session, selected: SelectedMailbox, uids: list[int],
     if any(a.name not in _STATE_ONLY for a in attrs):
         return await session.store.message_infos(selected.mailbox.id, uids)
     wanted = set(uids)
-    return [MessageInfo(s.uid, s.flags, s.modseq, 0, 0.0, "", 0)
-            for s in await session.store.message_states(selected.mailbox.id) if s.uid in wanted]
+    return [MessageInfo.of_state(s) for s in await session.store.message_states(selected.mailbox.id)
+            if s.uid in wanted]
 
 
 def _fetch_modifiers(args: list, uid: bool, qresync: bool) -> tuple[int | None, bool]:

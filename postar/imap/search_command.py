@@ -24,8 +24,7 @@ async def do_search(session: Session, command: Command) -> Result:
     if request.needs_details:
         infos = await session.store.message_infos(selected.mailbox.id, list(selected.uids))
     else:  # flags and numbers only: one cheap scan, no summaries
-        infos = [MessageInfo(s.uid, s.flags, s.modseq, 0, 0.0, "", 0)
-                 for s in await session.store.message_states(selected.mailbox.id) if selected.msn(s.uid)]
+        infos = [MessageInfo.of_state(s) for s in await session.store.message_states(selected.mailbox.id) if selected.msn(s.uid)]
     scope = Scope(selected.exists, selected.uids[-1] if selected.uids else 0, session.saved_search)
     found: list[int] = []
     modseqs: dict[int, int] = {}

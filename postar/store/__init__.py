@@ -169,6 +169,11 @@ class MessageInfo:
     summary: str
     prefix_length: int  # octets of server-added header lines before the client's bytes
 
+    @classmethod
+    def of_state(cls, state: "MessageState") -> "MessageInfo":
+        """Only what a MessageState knows (size, date and summary left empty)."""
+        return cls(state.uid, state.flags, state.modseq, 0, 0.0, "", 0)
+
 
 @dataclass(frozen=True)
 class MailboxChanges:
