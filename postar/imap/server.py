@@ -9,6 +9,7 @@ over the size limit is refused before any of it is read (RFC 9051 §7.1: TOOBIG)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 
@@ -33,6 +34,10 @@ class IMAPListener(Listener):
                          idle_timeout=max(limits.idle_timeout, 1800.0), counter=counter,
                          ssl_context=ssl_context, implicit_tls=implicit_tls)
         self.context = context
+
+
+class _NotDone(Exception):
+    """The client sent something other than DONE during IDLE."""
 
 
 class _Refused(Exception):
@@ -114,32 +119,38 @@ class IMAPConnection(Connection):
             self.write(session.take_output())
             return result
         if result.action is Action.IDLE:
-            return await self._idle(session, result)
+            try:
+                return await self._idle(session, result)
+            except _NotDone:
+                return Result("BAD", "Expected DONE")
         return result
 
     async def _idle(self, session: Session, result: Result) -> Result:
         self.write(b"+ idling\r\n")
         self.idle_limit = IDLE_TIMEOUT
         selected = session.selected
-        watch = session.store.watch(selected.mailbox.id, self.wake) if selected else None
+        watching = session.store.watch(selected.mailbox.id, self.wake) if selected else contextlib.nullcontext()
         try:
-            if watch is not None:
-                watch.__enter__()
-            while True:
-                if b"\n" in self.buffer:
-                    line = await self.read_line()
-                    if line is not TOO_LONG and line.strip().upper() == b"DONE":
-                        return result
-                    return Result("BAD", "Expected DONE")
-                if watch is not None and watch.event.is_set():
-                    watch.event.clear()
-                    await session.refresh(allow_expunge=True)
-                    self.write(session.take_output())
-                await self.wait_for_input()
+            with watching as watch:
+                await self._idle_until_done(session, watch)
         finally:
-            if watch is not None:
-                watch.__exit__(None, None, None)
             self.idle_limit = self.listener.idle_timeout
+        return result
+
+    async def _idle_until_done(self, session: Session, watch) -> None:
+        while True:
+            if b"\n" in self.buffer:
+                line = await self.read_line()
+                if line is TOO_LONG or line.strip().upper() != b"DONE":
+                    raise _NotDone
+                return
+            if watch is not None and watch.event.is_set():
+                watch.event.clear()
+                await session.refresh(allow_expunge=True)
+                self.write(session.take_output())
+                if session.state is State.LOGOUT:  # the mailbox was deleted: BYE is on its way
+                    return
+            await self.wait_for_input()
 
     async def _read_command(self) -> bytes:
         limit = self.listener.context.config.limits.message_size
