@@ -15,6 +15,7 @@ from postar.imap import mailbox_commands as m
 from postar.imap import message_commands as msg
 from postar.imap import quota_commands as q
 from postar.imap import search_command as s
+from postar.imap import sort_command as so
 from postar.imap.parser import Command
 from postar.imap.session import Result, Session, State
 
@@ -72,4 +73,8 @@ COMMANDS: dict[str, Entry] = {
     "UID MOVE": Entry(msg.do_copy, SELECTED),
     "SEARCH": Entry(s.do_search, SELECTED, allows_expunge=False),
     "UID SEARCH": Entry(s.do_search, SELECTED),
+    "SORT": Entry(so.do_sort, SELECTED, allows_expunge=False),
+    "UID SORT": Entry(so.do_sort, SELECTED),
+    "THREAD": Entry(so.do_thread, SELECTED, allows_expunge=False),
+    "UID THREAD": Entry(so.do_thread, SELECTED),
 }

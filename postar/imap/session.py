@@ -98,7 +98,7 @@ class Session:
         words = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ENABLE", "ID", "IDLE", "NAMESPACE",
                  "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
                  "ESEARCH", "CONDSTORE", "QRESYNC", "STATUS=SIZE", "UTF8=ACCEPT", "BINARY", "QUOTA",
-                 "QUOTA=RES-STORAGE"]
+                 "QUOTA=RES-STORAGE", "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
         if not self.tls and self.tls_possible:
             words.append("STARTTLS")
         if self.state is State.NOT_AUTHENTICATED:
