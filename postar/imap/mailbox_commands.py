@@ -115,7 +115,7 @@ async def do_delete(session: Session, command: Command) -> Result:
     await find(session, name)
     boxes = await session.store.list_mailboxes(session.account.id)
     if any(b.name.startswith(name + DELIMITER) for b in boxes):
-        raise No("Mailbox has children, delete them first", "INUSE")
+        raise No("Mailbox has children, delete them first", "HASCHILDREN")  # RFC 9051 §7.1
     if session.selected is not None and session.selected.mailbox.name == name:
         session.select(None)
     await session.store.delete_mailbox(session.account.id, name)
