@@ -11,6 +11,7 @@ import binascii
 from dataclasses import dataclass
 
 MECHANISMS = ("PLAIN", "LOGIN")
+OTHER_USER = "logging in as another user is not allowed"
 
 # The LOGIN mechanism's customary challenges.
 LOGIN_USERNAME_CHALLENGE = base64.b64encode(b"Username:").decode()
@@ -60,7 +61,7 @@ def parse_plain(response: str) -> Login | SASLError:
     if not user or not password:
         return SASLError("empty user name or password")
     if authzid and authzid.lower() != user.lower():
-        return SASLError("logging in as another user is not allowed")
+        return SASLError(OTHER_USER)
     return Login(user, password)
 
 

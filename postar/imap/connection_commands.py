@@ -102,6 +102,8 @@ async def continue_authenticate(session: Session, line: bytes) -> Result:
 async def _plain(session: Session, response: str) -> Result:
     login = sasl.parse_plain(response)
     if isinstance(login, sasl.SASLError):
+        if login.reason == sasl.OTHER_USER:  # well-formed, but not allowed: NO (RFC 5530)
+            raise No("Logging in as another user is not allowed", "AUTHORIZATIONFAILED")
         return Result("BAD", f"Bad PLAIN response: {login.reason}")
     return await _log_in(session, login.username, login.password, "PLAIN")
 

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 Token = str | bytes | list
 
 
+class Literal(bytes):
+    """A string sent as a literal; only these can carry a message (RFC 9051 §9 append-data)."""
+
+
 class ParseError(ValueError):
     """The command does not follow the grammar; the text says where."""
 
@@ -86,7 +90,7 @@ def _read_literal(data: bytes, position: int) -> tuple[bytes, int]:
     end = match.end() + size
     if end > len(data):
         raise ParseError("literal shorter than announced")
-    return data[match.end():end], end
+    return Literal(data[match.end():end]), end
 
 
 def _read_atom(data: bytes, position: int) -> tuple[str, int]:

@@ -6,7 +6,7 @@ import re
 import time
 from email.utils import parsedate_to_datetime
 
-from postar.imap.grammar import Token, decode_mutf7
+from postar.imap.grammar import Literal, Token, decode_mutf7
 from postar.imap.grammar import format_sequence
 from postar.imap.parser import (
     BadArguments, Command, astring, atom, count, mailbox_name, number, parenthesized, sequence_set,
@@ -265,9 +265,9 @@ async def do_append(session: Session, command: Command) -> Result:
         date = time.time()
         if isinstance(rest[0], list):
             flags = normalize_flags(rest.pop(0))
-        if rest and isinstance(rest[0], bytes) and len(rest) > 1 and isinstance(rest[1], bytes):
+        if rest and not isinstance(rest[0], (Literal, list)) and isinstance(rest[0], bytes):
             date = parse_date_time(rest.pop(0).decode("ascii", "replace"))
-        if not rest or not isinstance(rest[0], bytes):
+        if not rest or not isinstance(rest[0], Literal):
             raise BadArguments("expected a message literal")
         data = rest.pop(0)
         if len(data) > session.context.config.limits.message_size:

@@ -90,7 +90,8 @@ async def do_fetch(session: Session, command: Command) -> Result:
     if vanished:
         await _report_vanished(session, selected, command.args[0], changed_since)
     infos = await _infos(session, selected, uids, attrs)
-    marks_seen = not selected.readonly and any(a.section is not None and not a.peek for a in attrs)
+    marks_seen = not selected.readonly and any(
+        a.section is not None and not a.peek and a.name != "BINARY.SIZE" for a in attrs)
     failed = ""
     for info in infos:
         if changed_since is not None and info.modseq <= changed_since:
@@ -212,9 +213,8 @@ async def do_store(session: Session, command: Command) -> Result:
         raise BadArguments(f"unknown STORE item {item}")
     flags = normalize_flags(args[1])
     updated, refused = await session.store.update_flags(selected.mailbox.id, uids, flags, mode, unchanged_since)
-    for state in updated:
+    for state in updated:  # the view's modseq stays: the refresh must still see others' changes
         selected.flags[state.uid] = state.flags
-    selected.modseq = max([selected.modseq] + [s.modseq for s in updated])
     changed = {s.uid: s for s in updated}
     for uid in uids:
         if uid in refused or selected.msn(uid) is None:

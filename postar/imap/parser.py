@@ -37,6 +37,12 @@ class Invalid:
     reason: str
 
 
+def starts_a_command(data: bytes) -> bool:
+    """Whether ``data`` begins with a tag and a command name."""
+    match = _TAG.match(data)
+    return bool(match) and re.match(rb" [A-Za-z]+( |$)", data[match.end():]) is not None
+
+
 def parse_command(data: bytes) -> Command | Invalid:
     """One complete command: its line(s) with any literals inline, without the final CRLF."""
     match = _TAG.match(data)

@@ -12,10 +12,17 @@ from postar.imap.session import No, Result, Session
 from postar.store import MessageInfo
 
 
+def _asks_to_save(args: list) -> bool:
+    return (len(args) > 1 and isinstance(args[0], str) and args[0].upper() == "RETURN"
+            and isinstance(args[1], list) and any(isinstance(t, str) and t.upper() == "SAVE" for t in args[1]))
+
+
 async def do_search(session: Session, command: Command) -> Result:
     request = parse_search(command.args)
     if isinstance(request, str):
         if request.startswith("BADCHARSET"):
+            if _asks_to_save(command.args):  # RFC 5182 §2.1: a SAVE answered NO empties "$"
+                session.saved_search = set()
             raise No("Unsupported charset", BADCHARSET)
         raise BadArguments(request)
     selected = selected_of(session)

@@ -16,7 +16,7 @@ import ssl
 from postar.context import Context
 from postar.imap.connection_commands import continue_authenticate
 from postar.imap.grammar import literal_announced
-from postar.imap.parser import parse_command
+from postar.imap.parser import parse_command, starts_a_command
 from postar.imap.session import Action, Result, Session, State
 from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Listener, ShuttingDown
 
@@ -167,6 +167,8 @@ class IMAPConnection(Connection):
                                    close=False)
                 raise _Refused(b"* BYE [TOOBIG] Literal over the limit\r\n", close=True)
             if synchronizing:
+                if not starts_a_command(bytes(data)):  # never ask for data that cannot be a command's
+                    raise _Refused(b"* BAD Expected a tagged command before a literal\r\n", close=False)
                 self.write(b"+ Ready for literal data\r\n")
                 await self.flush()
             data += b"\r\n" + await self.read_exactly(size)

@@ -95,9 +95,9 @@ class Session:
         return "QRESYNC" in self.enabled
 
     def capabilities(self) -> str:
-        words = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ENABLE", "ID", "IDLE", "NAMESPACE",
+        words = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "MULTIAPPEND", "ENABLE", "ID", "IDLE", "NAMESPACE",
                  "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
-                 "ESEARCH", "CONDSTORE", "QRESYNC", "STATUS=SIZE", "UTF8=ACCEPT", "BINARY", "QUOTA",
+                 "ESEARCH", "SEARCHRES", "CONDSTORE", "QRESYNC", "STATUS=SIZE", "UTF8=ACCEPT", "BINARY", "QUOTA",
                  "QUOTA=RES-STORAGE", "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
         if not self.tls and self.tls_possible:
             words.append("STARTTLS")

@@ -28,7 +28,7 @@ from postar.store import (
     SPECIAL_MAILBOXES, AlreadyExists, Delivery, FlagMode, MailboxStatus, NotFound, OutboundRecipient,
     StoreError,
 )
-from postar.store.sqlite import DATABASE_NAME, SQLiteStore
+from postar.store.sqlite import SQLiteStore
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
