@@ -16,12 +16,14 @@ import asyncio
 import itertools
 import logging
 import ssl
+import zlib
 from collections import Counter
 from typing import Callable
 
 log = logging.getLogger("postar")
 
 _HIGH_WATER = 256 * 1024
+_MAX_INFLATED = 16 * 1024 * 1024
 _ids = itertools.count(1)
 
 
@@ -117,6 +119,8 @@ class Connection(asyncio.Protocol):
         self.idle_limit = listener.idle_timeout  # IMAP's IDLE raises it
         self._writable: asyncio.Future | None = None
         self._reading_paused = False
+        self._deflate = None  # zlib streams once COMPRESS=DEFLATE is on
+        self._inflate = None
 
     # What a protocol defines -------------------------------------------------------
 
@@ -159,6 +163,12 @@ class Connection(asyncio.Protocol):
             await self.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._inflate is not None:
+            data = self._inflate.decompress(data, _MAX_INFLATED)
+            if self._inflate.unconsumed_tail:  # one packet inflating past 16 MiB: a bomb
+                log.warning("%s: compressed input too large, closing", self.id)
+                self.transport.abort()
+                return
         self.buffer += data
         if self._waiter is not None:
             self.wake()
@@ -270,10 +280,30 @@ class Connection(asyncio.Protocol):
 
     async def flush(self) -> None:
         if self.out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self.out))
+            data = b"".join(self.out)
+            if self._deflate is not None:
+                data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+            self.transport.write(data)
         self.out.clear()
         if self._writable is not None:
             await self._writable
+
+    async def start_deflate(self) -> None:
+        """From now on both directions are raw DEFLATE streams (RFC 4978 §4, RFC 1951).
+
+        What is pending is sent uncompressed first; input the client already sent after its
+        command was compressed, so it is inflated now.
+        """
+        await self.flush()
+        self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self._inflate = zlib.decompressobj(-15)
+        pending, self.buffer = bytes(self.buffer), bytearray()
+        if pending:
+            self.data_received(pending)
+
+    @property
+    def compressed(self) -> bool:
+        return self._deflate is not None
 
     async def start_tls(self) -> bool:
         """Upgrade to TLS; anything the client sent before the handshake is discarded.

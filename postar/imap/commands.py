@@ -44,6 +44,7 @@ COMMANDS: dict[str, Entry] = {
     "ID": Entry(c.do_id, ANY),
     "NAMESPACE": Entry(c.do_namespace, AUTHENTICATED),
     "IDLE": Entry(c.do_idle, AUTHENTICATED),
+    "COMPRESS": Entry(c.do_compress, AUTHENTICATED),
     "SELECT": Entry(m.do_select, AUTHENTICATED, updates=False),
     "EXAMINE": Entry(m.do_select, AUTHENTICATED, updates=False),
     "CREATE": Entry(m.do_create, AUTHENTICATED),

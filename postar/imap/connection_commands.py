@@ -144,3 +144,14 @@ async def do_idle(session: Session, command: Command) -> Result:
     """IDLE (RFC 2177): the server loop waits for DONE, sending updates as they come."""
     count(command.args, 0)
     return Result(text="IDLE terminated", action=Action.IDLE)
+
+
+async def do_compress(session: Session, command: Command) -> Result:
+    """COMPRESS DEFLATE (RFC 4978): the connection compresses after the tagged OK."""
+    count(command.args, 1)
+    if atom(command.args[0]).upper() != "DEFLATE":
+        raise No("Only DEFLATE is supported")
+    if session.compressed:
+        raise No("Compression is already on", "COMPRESSIONACTIVE")
+    session.compressed = True
+    return Result(text="DEFLATE active", action=Action.COMPRESS)

@@ -110,6 +110,10 @@ class IMAPConnection(Connection):
                 raise Closed
             session.tls = True
             return None
+        if result.action is Action.COMPRESS:
+            self._tagged(tag, result)
+            await self.start_deflate()
+            return None
         if result.action is Action.AUTH_CONTINUE:
             self.write(result.continuation)
             line = await self.read_line()

@@ -35,6 +35,7 @@ class Action(Enum):
     LOGOUT = "logout"              # send the responses, then close
     IDLE = "idle"                  # send "+ idling", wait for DONE while refreshing
     AUTH_CONTINUE = "authenticate"  # send the continuation, read one line for continue_login
+    COMPRESS = "compress"          # send the tagged OK, then compress both directions
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Session:
         self.enabled: set[str] = set()
         self.saved_search: set[int] | None = None
         self.pending_login = None  # the SASL exchange waiting for a client response
-        self.blocked_logins = 0
+        self.compressed = False
         self._out: list[bytes] = []
 
     # Output ----------------------------------------------------------------------
@@ -98,7 +99,7 @@ class Session:
         words = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "MULTIAPPEND", "ENABLE", "ID", "IDLE", "NAMESPACE",
                  "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
                  "ESEARCH", "SEARCHRES", "CONDSTORE", "QRESYNC", "STATUS=SIZE", "UTF8=ACCEPT", "BINARY", "QUOTA",
-                 "QUOTA=RES-STORAGE", "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
+                 "QUOTA=RES-STORAGE", "COMPRESS=DEFLATE", "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
         if not self.tls and self.tls_possible:
             words.append("STARTTLS")
         if self.state is State.NOT_AUTHENTICATED:
