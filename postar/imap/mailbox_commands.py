@@ -241,8 +241,26 @@ async def do_status(session: Session, command: Command) -> Result:
     return Result(text="STATUS completed")
 
 
+def _message_literal(rest: list) -> bytes:
+    """append-data: a literal, or UTF8 (literal8) after UTF8=ACCEPT (RFC 6855 §4)."""
+    if len(rest) >= 2 and isinstance(rest[0], str) and rest[0].upper() == "UTF8" and isinstance(rest[1], list):
+        rest.pop(0)
+        inner = rest.pop(0)
+        if len(inner) == 1 and isinstance(inner[0], Literal):
+            return inner[0]
+        raise BadArguments("expected UTF8 (literal)")
+    if not rest or not isinstance(rest[0], Literal):
+        raise BadArguments("expected a message literal")
+    return rest.pop(0)
+
+
+_DATE_TIME = re.compile(r"[ \d]\d-[A-Za-z]{3}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}")
+
+
 def parse_date_time(text: str) -> float:
-    """date-time (§9): "17-Jul-1996 02:44:25 -0700"."""
+    """date-time (§9): "17-Jul-1996 02:44:25 -0700", the zone required."""
+    if not _DATE_TIME.fullmatch(text):
+        raise BadArguments(f"bad date-time {text[:40]!r}")
     try:
         day, month, rest = text.strip().split("-", 2)
         return parsedate_to_datetime(f"{day} {month} {rest}").timestamp()
@@ -267,9 +285,7 @@ async def do_append(session: Session, command: Command) -> Result:
             flags = normalize_flags(rest.pop(0))
         if rest and not isinstance(rest[0], (Literal, list)) and isinstance(rest[0], bytes):
             date = parse_date_time(rest.pop(0).decode("ascii", "replace"))
-        if not rest or not isinstance(rest[0], Literal):
-            raise BadArguments("expected a message literal")
-        data = rest.pop(0)
+        data = _message_literal(rest)
         if len(data) > session.context.config.limits.message_size:
             raise No("Message too big", "TOOBIG")
         messages.append((data, flags, date))

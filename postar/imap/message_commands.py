@@ -83,9 +83,10 @@ async def do_fetch(session: Session, command: Command) -> Result:
     changed_since, vanished = _fetch_modifiers(command.args[2:], command.uid, session.qresync)
     if changed_since is not None or any(a.name == "MODSEQ" for a in attrs):
         session.enabled.add("CONDSTORE")
-    if command.uid and not any(a.name == "UID" for a in attrs):
+    # RFC 7162 §3.1.4, §3.2.4: with CONDSTORE on, every FETCH carries MODSEQ (and UID, as Dovecot)
+    if (command.uid or session.condstore) and not any(a.name == "UID" for a in attrs):
         attrs.insert(0, fetch.FetchAttribute("UID"))
-    if changed_since is not None and not any(a.name == "MODSEQ" for a in attrs):
+    if (changed_since is not None or session.condstore) and not any(a.name == "MODSEQ" for a in attrs):
         attrs.append(fetch.FetchAttribute("MODSEQ"))
     if vanished:
         await _report_vanished(session, selected, command.args[0], changed_since)
@@ -216,6 +217,9 @@ async def do_store(session: Session, command: Command) -> Result:
     for state in updated:  # the view's modseq stays: the refresh must still see others' changes
         selected.flags[state.uid] = state.flags
     changed = {s.uid: s for s in updated}
+    if session.condstore and not silent:  # the unchanged ones are told with their modseq too
+        wanted = set(uids) - set(changed) - set(refused)
+        changed.update({s.uid: s for s in await session.store.message_states(selected.mailbox.id) if s.uid in wanted})
     for uid in uids:
         if uid in refused or selected.msn(uid) is None:
             continue
@@ -226,7 +230,8 @@ async def do_store(session: Session, command: Command) -> Result:
             if silent:
                 continue
             state = MessageState(uid, selected.flags.get(uid, ()), 0)
-        session.send(selected.fetch_flags_line(state, uid=command.uid, modseq=session.condstore and state.modseq > 0))
+        session.send(selected.fetch_flags_line(state, uid=command.uid or session.condstore,
+                                               modseq=session.condstore))
     if refused:
         return Result(text="Conditional STORE failed", code=f"MODIFIED {format_sequence(refused)}")
     return Result(text=f"{command.name} completed")

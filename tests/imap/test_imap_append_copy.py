@@ -3,19 +3,27 @@
 Fresh mailboxes of the shared account alice. Compared with Dovecot 2.3.19:
 the same APPENDUID/COPYUID and TRYCREATE codes; Dovecot answers INTERNALDATE
 in the zone it was given where postar answers +0000 (the same instant, which is
-what §2.3.3 asks); Dovecot accepts a MULTIAPPEND of messages without flags or
-dates, which postar gets wrong (see the test).
+what §2.3.3 asks). Dovecot 2.3 has no UTF8=ACCEPT, so the UTF8 APPEND data
+extension is checked against RFC 6855 alone.
 """
 
 from __future__ import annotations
 
 import imaplib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from tests.imap.test_imap_login import Wire, append, capabilities, imapclient, quote, unique
+from tests.imap.test_imap_login import (
+    Wire,
+    append,
+    capabilities,
+    close_wires,  # noqa: F401 (autouse: closes the test's connections)
+    imapclient,
+    quote,
+    unique,
+)
 
 
 def message(subject: str) -> bytes:
@@ -67,7 +75,7 @@ def test_append_with_flags_and_date(wire):
     assert match and int(match.group(1)) == uid
     assert set(match.group(2).split()) == {b"\\Seen", b"$Label1"}
     when = datetime.strptime(match.group(3).decode().strip(), "%d-%b-%Y %H:%M:%S %z")
-    assert when == datetime(2024, 10, 5, 10, 34, 56, tzinfo=timezone.utc)
+    assert when == datetime(2024, 10, 5, 10, 34, 56, tzinfo=UTC)
     assert body(wire, 1) == data  # exactly the literal: nothing is added on APPEND
 
 
@@ -126,8 +134,8 @@ def test_multiappend_two_messages_with_flags_in_one_command(wire):
 
 def test_multiappend_two_bare_messages(wire):
     # RFC 3502 §6: append-message = [SP flag-list] [SP date-time] SP literal, repeated. The second
-    # literal here is a message, not a date-time (a date-time is always a quoted string of 26 chars);
-    # postar takes it for the date of the first and answers BAD.
+    # literal here is a message, not a date-time (a date-time is always a quoted string of 26 chars),
+    # as Dovecot reads it too.
     name = unique("multi-")
     wire.expect("OK", f"CREATE {name}")
     first, second = message("bare one"), message("bare two")
@@ -147,6 +155,35 @@ def test_multiappend_is_all_or_nothing(wire):
     good = message("good")
     wire.expect("BAD", f"APPEND {name} (\\Seen) {{{len(good)}+}}\r\n".encode() + good + b" (\\Bogus) {1+}\r\nx")
     assert b"MESSAGES 0" in wire.expect("OK", f"STATUS {name} (MESSAGES)")[0]
+
+
+def test_append_utf8_data_extension(wire):
+    # RFC 6855 §4: with UTF8=ACCEPT a client "MUST send them [UTF-8 headers] using the "UTF8" data
+    # extension to the "APPEND" command": append-data =/ "UTF8" SP "(" literal8 ")".
+    name = unique("utf8-")
+    wire.expect("OK", f"CREATE {name}")
+    wire.expect("OK", "ENABLE UTF8=ACCEPT")
+    data = "From: a@remote.test\r\nSubject: Grüße\r\n\r\nhallo\r\n".encode()
+    wire.send(f"u1 APPEND {name} (\\Seen) UTF8 (~{{{len(data)}}}\r\n".encode())
+    assert wire.response().startswith(b"+")
+    wire.send(data + b")\r\n")
+    wire.until("u1", "OK [APPENDUID")
+    wire.expect("OK", f"SELECT {name}")
+    assert body(wire, 1) == data
+
+
+def test_append_binary_literal8(wire):
+    # RFC 3516 §4.4 (BINARY is advertised): APPEND takes a literal8, which may hold NUL.
+    name = unique("bin-")
+    wire.expect("OK", f"CREATE {name}")
+    data = b"From: a@remote.test\r\nSubject: nul\r\nContent-Transfer-Encoding: binary\r\n\r\na\x00b\r\n"
+    wire.send(f"b1 APPEND {name} ~{{{len(data)}}}\r\n".encode())
+    assert wire.response().startswith(b"+")
+    wire.send(data + b"\r\n")
+    wire.until("b1", "OK [APPENDUID")
+    wire.expect("OK", f"SELECT {name}")
+    [size] = wire.expect("OK", "FETCH 1 RFC822.SIZE")
+    assert size == b"* 1 FETCH (RFC822.SIZE %d)" % len(data)
 
 
 def test_imaplib_append(server):

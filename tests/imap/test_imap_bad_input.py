@@ -13,7 +13,13 @@ import socket
 import pytest
 
 from tests.conftest import PASSWORD, USERS
-from tests.imap.test_imap_login import Wire, append, quote, unique
+from tests.imap.test_imap_login import (
+    Wire,
+    append,
+    close_wires,  # noqa: F401 (autouse: closes the test's connections)
+    quote,
+    unique,
+)
 
 LIMIT = 1048576  # the shared server's [limits] message_size
 
@@ -34,9 +40,8 @@ def test_a_line_without_a_tag_gets_untagged_bad_and_the_session_goes_on(wire, li
 
 
 def test_a_literal_without_a_tag_is_not_solicited(wire):
-    # A line that cannot be a command is answered at once, as Dovecot does ("* BAD"); postar sends
-    # "+ Ready for literal data" and reads the next 5 octets, so the start of the client's next
-    # command is eaten as the literal.
+    # A line that cannot be a command is answered at once, as Dovecot does ("* BAD"); a "+" here
+    # would make the server read the next 5 octets, eating the start of the client's next command.
     wire.send(b"{5}\r\n")
     assert wire.response().startswith(b"* BAD")
     wire.expect("OK", "NOOP")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import ssl
 import zlib
 
 from tests.conftest import PASSWORD, USERS

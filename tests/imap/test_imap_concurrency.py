@@ -14,7 +14,15 @@ import threading
 
 import pytest
 
-from tests.imap.test_imap_login import Wire, append, deliver, imapclient, new_user, unique
+from tests.imap.test_imap_login import (
+    Wire,
+    append,
+    close_wires,  # noqa: F401 (autouse: closes the test's connections)
+    deliver,
+    imapclient,
+    new_user,
+    unique,
+)
 
 
 def message(n: int | str) -> bytes:
@@ -80,9 +88,8 @@ def test_delivery_reaches_a_selected_inbox_as_exists(server):
 
 def test_a_delivery_just_before_our_own_store_is_still_announced(server):
     # The new message's change comes before our STORE's in the mailbox's modseq order; the session
-    # must still report "* 2 EXISTS" (§5.2, §7.4.1). postar never does: its view jumps to the STORE's
-    # modseq before it asks the store what changed, and the new message stays invisible until the
-    # mailbox is selected again.
+    # must still report "* 2 EXISTS" (§5.2, §7.4.1): a view that jumped to the STORE's modseq before
+    # asking what changed would never tell, and the message would stay invisible until re-SELECT.
     user = new_user(server)
     deliver(server, user, unique("first-"))
     wire = Wire.login(server, user)
@@ -94,8 +101,8 @@ def test_a_delivery_just_before_our_own_store_is_still_announced(server):
 
 
 def test_another_sessions_expunge_just_before_our_store_is_still_announced(pair):
-    # As above for an expunge: postar loses "* 1 EXPUNGE" and keeps a message that no longer exists
-    # at number 1 for the rest of the session.
+    # As above for an expunge: a lost "* 1 EXPUNGE" would leave a message that no longer exists at
+    # number 1 for the rest of the session.
     first, second, _ = pair
     first.expect("OK", "STORE 1 +FLAGS.SILENT (\\Deleted)")
     first.expect("OK", "EXPUNGE")
@@ -144,6 +151,30 @@ def test_idle_sees_other_sessions_flags_and_expunges(pair):
     second.send(b"DONE\r\n")
     assert second.until("i1", "OK") == []
     assert second.expect("OK", "FETCH 1:* UID") == [b"* 1 FETCH (UID 2)", b"* 2 FETCH (UID 3)", b"* 3 FETCH (UID 4)"]
+
+
+def test_move_reaches_the_other_session_as_expunge(server, pair):
+    first, second, _ = pair
+    target = unique("moved-")
+    first.expect("OK", f"CREATE {target}")
+    first.expect("OK", f"MOVE 1 {target}")
+    assert second.expect("OK", "NOOP") == [b"* 1 EXPUNGE"]
+    second.send(b"i1 IDLE\r\n")
+    assert second.response().startswith(b"+ ")
+    first.expect("OK", f"UID MOVE 3 {target}")
+    assert second.response() == b"* 2 EXPUNGE"
+    second.send(b"DONE\r\n")
+    second.until("i1", "OK")
+
+
+def test_deleting_the_mailbox_of_an_idling_session_ends_it(pair):
+    first, second, name = pair
+    second.send(b"i1 IDLE\r\n")
+    assert second.response().startswith(b"+ ")
+    first.expect("OK", "SELECT INBOX")
+    first.expect("OK", f"DELETE {name}")
+    assert second.response().startswith(b"* BYE")
+    assert second.closed()
 
 
 def test_idle_in_the_authenticated_state_and_a_bad_end(server):
@@ -197,7 +228,7 @@ def test_concurrent_appends_get_distinct_uids(server):
             for n in range(5):
                 uids.append(append(wire, name, message(f"{k}.{n}")))
             wire.close()
-        except BaseException as e:  # reported below, on the test's thread
+        except Exception as e:  # noqa: BLE001 (reported below, on the test's thread)
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]

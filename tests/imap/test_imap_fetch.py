@@ -5,9 +5,8 @@ exact. BODY[] must be byte for byte what the store holds: the Return-Path and
 Received lines the server added, then the bytes the client sent. Compared
 with Dovecot 2.3.19 on the same stored bytes: the same ENVELOPE, sections,
 partials and BINARY; Dovecot writes MIME names in lower case (postar upper-
-cases them, as RFC 9051's examples do), sends BINARY always as literal8 (postar
-only when there is a NUL, which RFC 3516 allows) and does not set \\Seen for
-BINARY.SIZE.
+cases them, as RFC 9051's examples do) and sends BINARY always as literal8
+(postar only when there is a NUL, which RFC 3516 allows).
 """
 
 from __future__ import annotations
@@ -20,7 +19,14 @@ from datetime import datetime
 import pytest
 
 from tests.conftest import USERS
-from tests.imap.test_imap_login import Wire, deliver, imapclient, new_user, unique
+from tests.imap.test_imap_login import (
+    Wire,
+    close_wires,  # noqa: F401 (autouse: closes the test's connections)
+    deliver,
+    imapclient,
+    new_user,
+    unique,
+)
 
 ATTACHMENT = bytes(range(256)) * 4  # has NUL: BINARY must come as literal8 (~{n})
 
@@ -85,7 +91,7 @@ def test_select_after_delivery(server, mailbox):
 
 
 def test_fetch_metadata(server, mailbox):
-    wire, plain, stored = mailbox.wire, mailbox.plain, mailbox.stored
+    wire, stored = mailbox.wire, mailbox.stored
     wire.expect("OK", "SELECT INBOX")
     [response] = wire.expect("OK", "FETCH 1 (FLAGS UID INTERNALDATE RFC822.SIZE)")
     match = re.fullmatch(rb'\* 1 FETCH \(FLAGS \(\) UID 1 INTERNALDATE "([^"]+)" RFC822.SIZE (\d+)\)', response)
@@ -171,7 +177,7 @@ def test_mime_parts_and_binary(server, mailbox):
 
 def test_binary_size_does_not_set_seen(server, mailbox):
     # RFC 9051 §6.4.5 and RFC 3516 §4.2: only BINARY[...] (not .PEEK) sets \Seen; BINARY.SIZE is like
-    # RFC822.SIZE. Dovecot leaves the flags alone; postar adds \Seen.
+    # RFC822.SIZE. Dovecot leaves the flags alone.
     wire = mailbox.wire
     wire.expect("OK", "SELECT INBOX")
     assert wire.expect("OK", "FETCH 2 BINARY.SIZE[1]") == [b"* 2 FETCH (BINARY.SIZE[1] 19)"]
@@ -200,6 +206,10 @@ def test_rfc822_items(server, mailbox):
     [response] = wire.expect("OK", "FETCH 1 RFC822.HEADER")
     assert fetch_literal(response, b"RFC822.HEADER") == header + b"\r\n\r\n"
     assert wire.expect("OK", "FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS ())"]  # as BODY.PEEK[HEADER]
+    [response] = wire.expect("OK", "FETCH 2 RFC822.TEXT")  # as BODY[TEXT]: sets \Seen
+    assert fetch_literal(response, b"RFC822.TEXT") == stored[1].content.split(b"\r\n\r\n", 1)[1]
+    assert b"FLAGS (\\Seen)" in response
+    assert text == b"Hello Alice,\r\nsee you.\r\n"
     [response] = wire.expect("OK", "FETCH 1 RFC822")
     assert fetch_literal(response, b"RFC822") == stored[0].content and b"FLAGS (\\Seen)" in response
 

@@ -23,6 +23,7 @@ from imapclient import IMAPClient
 from tests.conftest import PASSWORD, USERS, message
 
 LITERAL_AT_END = re.compile(rb"~?\{(\d+)\}\r\n$")
+_OPEN: list[Wire] = []  # closed after each test, so a failed test leaves no connection behind
 
 
 class Wire:
@@ -34,6 +35,7 @@ class Wire:
     """
 
     def __init__(self, sock: socket.socket):
+        _OPEN.append(self)
         self.sock = sock
         self.buffer = b""
         self.tags = itertools.count(1)
@@ -41,7 +43,7 @@ class Wire:
         self.greeting = self.response()
 
     @classmethod
-    def connect(cls, server, tls: bool = True) -> "Wire":
+    def connect(cls, server, tls: bool = True) -> Wire:
         """On 993-style implicit TLS, or (tls=False) in plain text on the STARTTLS port."""
         sock = socket.create_connection(("127.0.0.1", server.ports["imaps" if tls else "imap"]), timeout=30)
         if tls:
@@ -49,7 +51,7 @@ class Wire:
         return cls(sock)
 
     @classmethod
-    def login(cls, server, user: str = USERS[0], password: str = PASSWORD) -> "Wire":
+    def login(cls, server, user: str = USERS[0], password: str = PASSWORD) -> Wire:
         wire = cls.connect(server)
         wire.expect("OK", f"LOGIN {user} {quote(password)}")
         return wire
@@ -116,6 +118,14 @@ class Wire:
         self.sock.close()
 
 
+@pytest.fixture(autouse=True)
+def close_wires():
+    """Close every Wire a test opened (the shared server allows 50 connections per address)."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -178,6 +188,7 @@ def test_login_before_starttls_is_privacyrequired(server):
     wire = Wire.connect(server, tls=False)
     wire.expect("NO [PRIVACYREQUIRED]", f"LOGIN {USERS[0]} {quote(PASSWORD)}")
     wire.expect("NO [PRIVACYREQUIRED]", f"AUTHENTICATE PLAIN {plain_response(USERS[0], PASSWORD)}")
+    wire.expect("NO [PRIVACYREQUIRED]", "AUTHENTICATE PLAIN")  # refused before any continuation
     wire.expect("BAD", "SELECT INBOX")  # still not authenticated
     wire.close()
 
@@ -326,9 +337,29 @@ def test_too_many_failures_give_unavailable_even_for_the_right_password(start_se
     other.close()
 
 
-@pytest.mark.skip(reason="no CLI to turn IMAP access off yet (Refusal CONTACTADMIN is untested)")
+def test_connections_per_address_are_limited(start_server):
+    private = start_server(extra_limits="connections_per_ip = 2")
+    first, second = Wire.connect(private), Wire.connect(private)
+    third = Wire.connect(private)
+    assert third.greeting.startswith(b"* BYE [UNAVAILABLE]")
+    assert third.closed()
+    first.expect("OK", "NOOP")
+    first.close()
+    second.expect("OK", "NOOP")
+    second.close()
+
+
 def test_imap_access_switch_refuses_login(server):
-    pass
+    address = new_user(server)
+    server.cli("user", "imap", address, "off")
+    wire = Wire.connect(server)
+    wire.expect("NO [CONTACTADMIN]", f"LOGIN {address} {quote(PASSWORD)}")
+    wire.close()
+    assert "IMAP access disabled for " + address in server.log()
+    server.cli("user", "imap", address, "on")
+    wire = Wire.connect(server)
+    wire.expect("OK", f"LOGIN {address} {quote(PASSWORD)}")
+    wire.close()
 
 
 # States (RFC 9051 §3) ----------------------------------------------------------------

@@ -15,7 +15,16 @@ import re
 from imapclient import IMAPClient
 
 from tests.conftest import PASSWORD, USERS
-from tests.imap.test_imap_login import Wire, append, deliver, imapclient, new_user, quote, unique
+from tests.imap.test_imap_login import (
+    Wire,
+    append,
+    close_wires,  # noqa: F401 (autouse: closes the test's connections)
+    deliver,
+    imapclient,
+    new_user,
+    quote,
+    unique,
+)
 
 SPECIAL = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk", "Archive": "\\Archive"}
 LIST_LINE = re.compile(rb'\* (LIST|LSUB) \(([^)]*)\) "/" (.*)')

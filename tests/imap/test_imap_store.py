@@ -14,7 +14,13 @@ import re
 
 import pytest
 
-from tests.imap.test_imap_login import Wire, append, imapclient, unique
+from tests.imap.test_imap_login import (
+    Wire,
+    append,
+    close_wires,  # noqa: F401 (autouse: closes the test's connections)
+    imapclient,
+    unique,
+)
 
 
 def message(n: int) -> bytes:
@@ -101,8 +107,10 @@ def test_uid_store_unchangedsince_reports_modified(server, box):
     stored = [u for u in untagged if u.startswith(b"* 1 FETCH")]
     assert len(stored) == 1 and re.fullmatch(rb"\* 1 FETCH \(FLAGS \(\\Answered\) UID 1 MODSEQ \(\d+\)\)", stored[0])
     assert not any(b"\\Answered" in u for u in untagged if u.startswith(b"* 2 FETCH"))
-    assert wire.expect("OK", "FETCH 1:2 FLAGS")[:2] == [b"* 1 FETCH (FLAGS (\\Answered))",
-                                                        b"* 2 FETCH (FLAGS (\\Flagged))"]
+    # UNCHANGEDSINCE enabled CONDSTORE: from now on every FETCH carries UID and MODSEQ (RFC 7162 §3.1)
+    fetched = wire.expect("OK", "FETCH 1:2 FLAGS")[:2]
+    assert fetched[0].startswith(b"* 1 FETCH (UID ") and b"FLAGS (\\Answered) MODSEQ (" in fetched[0]
+    assert fetched[1].startswith(b"* 2 FETCH (UID ") and b"FLAGS (\\Flagged) MODSEQ (" in fetched[1]
     current = modseq(wire, 2)
     silent = wire.expect("OK", f"UID STORE 2 (UNCHANGEDSINCE {current}) +FLAGS.SILENT (\\Seen)")
     # RFC 7162 §3.1.3: with UNCHANGEDSINCE the FETCH (with MODSEQ) comes even for .SILENT
@@ -114,7 +122,7 @@ def test_unchangedsince_zero_always_fails(box):
     # RFC 7162 §3.1.3: "Use of UNCHANGEDSINCE with a modification sequence of 0 always fails".
     wire, _ = box
     wire.expect("OK [MODIFIED 1]", "STORE 1 (UNCHANGEDSINCE 0) +FLAGS (\\Seen)")
-    assert wire.expect("OK", "FETCH 1 FLAGS")[0].startswith(b"* 1 FETCH (FLAGS ()")
+    assert wire.expect("OK", "FETCH 1 FLAGS")[0].startswith(b"* 1 FETCH (UID 1 FLAGS () MODSEQ (")
 
 
 def test_store_after_another_session_expunged_is_still_answered(server, box):
@@ -133,7 +141,7 @@ def test_store_after_another_session_expunged_is_still_answered(server, box):
 # EXPUNGE, CLOSE, UNSELECT --------------------------------------------------------------
 
 def test_expunge(box):
-    wire, name = box
+    wire, _ = box
     wire.expect("OK", "STORE 1,3 +FLAGS.SILENT (\\Deleted)")
     untagged = wire.expect("OK", "EXPUNGE")
     assert sorted(untagged) == sorted(set(untagged)) and len(untagged) == 2

@@ -1,0 +1,120 @@
+"""CONDSTORE and QRESYNC over real sockets (RFC 7162): modseqs, CHANGEDSINCE, VANISHED, resync on SELECT.
+
+Fresh mailboxes of the shared account alice. Compared with Dovecot 2.3.19:
+the same VANISHED and FETCH responses for the same exchanges; once CONDSTORE
+is on, Dovecot puts UID and MODSEQ in every untagged FETCH, as RFC 7162 asks.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.imap.test_imap_login import (
+    Wire,
+    append,
+    close_wires,  # noqa: F401 (autouse: closes the test's connections)
+    unique,
+)
+
+
+def message(n: int) -> bytes:
+    return f"From: a@remote.test\r\nSubject: modseq {n}\r\n\r\nbody {n}\r\n".encode()
+
+
+@pytest.fixture
+def box(server):
+    """A fresh mailbox with messages 1:3 (UIDs 1:3); (wire, name, uidvalidity). Nothing enabled yet."""
+    wire = Wire.login(server)
+    name = unique("modseq-")
+    wire.expect("OK", f"CREATE {name}")
+    for n in (1, 2, 3):
+        append(wire, name, message(n))
+    status = wire.expect("OK", f"STATUS {name} (UIDVALIDITY)")[0]
+    yield wire, name, int(re.search(rb"UIDVALIDITY (\d+)", status).group(1))
+    wire.close()
+
+
+def highest(untagged: list[bytes]) -> int:
+    [line] = [u for u in untagged if b"[HIGHESTMODSEQ " in u]
+    return int(re.search(rb"HIGHESTMODSEQ (\d+)", line).group(1))
+
+
+def modseq_of(line: bytes) -> int:
+    return int(re.search(rb"MODSEQ \((\d+)\)", line).group(1))
+
+
+def test_select_condstore_and_highestmodseq_grow(box):
+    wire, name, _ = box
+    before = highest(wire.expect("OK", f"SELECT {name} (CONDSTORE)"))
+    wire.expect("OK", "STORE 1 +FLAGS.SILENT (\\Seen)")
+    status = wire.expect("OK", f"STATUS {name} (HIGHESTMODSEQ)")[0]
+    assert int(re.search(rb"HIGHESTMODSEQ (\d+)", status).group(1)) > before
+
+
+def test_once_enabled_every_untagged_fetch_has_uid_and_modseq(server, box):
+    # RFC 7162, CONDSTORE's rule for untagged FETCH: "Once a CONDSTORE enabling command is issued by the
+    # client, the server MUST automatically include both UID and mod-sequence data in all subsequent
+    # untagged FETCH responses ... whether they were caused by a regular STORE/UID STORE, ... a
+    # FETCH/UID FETCH that implicitly set the \Seen flag, or an external agent."
+    wire, name, _ = box
+    wire.expect("OK", "ENABLE CONDSTORE")
+    wire.expect("OK", f"SELECT {name}")
+    [stored] = wire.expect("OK", "STORE 1 +FLAGS (\\Flagged)")
+    assert re.fullmatch(rb"\* 1 FETCH \(.*\)", stored)
+    assert b"UID 1" in stored and b"MODSEQ (" in stored, stored
+    [seen] = [u for u in wire.expect("OK", "FETCH 2 BODY[TEXT]") if u.startswith(b"* 2 FETCH")]
+    assert b"UID 2" in seen and b"MODSEQ (" in seen, seen
+    other = Wire.login(server)
+    other.expect("OK", f"SELECT {name}")
+    other.expect("OK", "STORE 3 +FLAGS (\\Answered)")
+    other.close()
+    [external] = wire.expect("OK", "NOOP")
+    assert b"UID 3" in external and b"MODSEQ (" in external, external
+
+
+def test_fetch_changedsince(box):
+    wire, name, _ = box
+    mark = highest(wire.expect("OK", f"SELECT {name} (CONDSTORE)"))
+    wire.expect("OK", "STORE 2 +FLAGS.SILENT (\\Seen)")
+    changed = wire.expect("OK", f"FETCH 1:* (FLAGS) (CHANGEDSINCE {mark})")
+    assert len(changed) == 1 and changed[0].startswith(b"* 2 FETCH (") and modseq_of(changed[0]) > mark
+    assert wire.expect("OK", f"FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq_of(changed[0])})") == []
+    [line] = wire.expect("OK", f"SEARCH MODSEQ {mark + 1}")
+    assert re.fullmatch(rb"\* SEARCH 2 \(MODSEQ \d+\)", line)
+
+
+def test_qresync_expunge_says_vanished(box):
+    wire, name, _ = box
+    assert wire.expect("OK", "ENABLE QRESYNC") == [b"* ENABLED QRESYNC"]
+    wire.expect("OK", f"SELECT {name}")
+    wire.expect("OK", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+    assert wire.expect("OK", "EXPUNGE") == [b"* VANISHED 2"]
+
+
+def test_qresync_select_reports_what_changed(box):
+    wire, name, uidvalidity = box
+    wire.expect("OK", "ENABLE QRESYNC")
+    mark = highest(wire.expect("OK", f"SELECT {name}"))
+    wire.expect("OK", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    wire.expect("OK", "EXPUNGE")
+    wire.expect("OK", "UID STORE 3 +FLAGS.SILENT (\\Seen)")
+    wire.expect("OK", "UNSELECT")
+    untagged = wire.expect("OK", f"SELECT {name} (QRESYNC ({uidvalidity} {mark}))")
+    assert b"* VANISHED (EARLIER) 1" in untagged
+    fetches = [u for u in untagged if b" FETCH (" in u]
+    assert len(fetches) == 1 and b"UID 3" in fetches[0] and b"\\Seen" in fetches[0]
+    other_validity = wire.expect("OK", f"SELECT {name} (QRESYNC ({uidvalidity + 1} {mark}))")
+    assert not any(b"VANISHED" in u or b" FETCH (" in u for u in other_validity)  # §3.2.5: stale UIDVALIDITY
+
+
+def test_uid_fetch_vanished(box):
+    wire, name, _ = box
+    wire.expect("OK", "ENABLE QRESYNC")
+    mark = highest(wire.expect("OK", f"SELECT {name}"))
+    wire.expect("OK", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+    wire.expect("OK", "EXPUNGE")
+    untagged = wire.expect("OK", f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {mark} VANISHED)")
+    assert untagged == [b"* VANISHED (EARLIER) 2"]
+    wire.expect("BAD", f"FETCH 1:* (FLAGS) (CHANGEDSINCE {mark} VANISHED)")  # only with UID FETCH
