@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -38,6 +39,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PortTaken(Exception):
+    pass
+
+
 @dataclass
 class Server:
     """A running postar process and how to reach it."""
@@ -63,7 +68,21 @@ class Server:
             raise AssertionError(f"postar {' '.join(args)} failed: {result.stderr}")
         return result
 
-    def start(self) -> None:
+    def start(self, tries: int = 3) -> None:
+        """Start and wait until every listener is bound; a port taken meanwhile by another
+        process (free_port can only pick one that was free a moment ago) gets new ports."""
+        for attempt in range(tries):
+            try:
+                return self._start_once()
+            except PortTaken:
+                self.ports = {name: free_port() for name in self.ports}
+                text = self.config_path.read_text()
+                for name, port in self.ports.items():
+                    text = re.sub(rf'^{name} = "127\.0\.0\.1:\d+"', f'{name} = "127.0.0.1:{port}"', text, flags=re.M)
+                self.config_path.write_text(text)
+        raise AssertionError(f"postar could not bind its ports: {self.log()}")
+
+    def _start_once(self) -> None:
         log = open(self.log_path, "ab")
         already = self.log().count("postar listening")
         self.process = subprocess.Popen([sys.executable, "-m", "postar", "--config", str(self.config_path), "run"],
@@ -71,6 +90,9 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "address already in use" in self.log().split("postar listening")[-1]:
+                    self.process = None
+                    raise PortTaken
                 raise AssertionError(f"postar exited: {self.log()}")
             # printed once every listener is bound; probing the ports would use up connections
             if self.log().count("postar listening") > already:

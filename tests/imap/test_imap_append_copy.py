@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.imap.test_imap_login import (
+from tests.imap.wire import (
     Wire,
     append,
     capabilities,
-    close_wires,  # noqa: F401 (autouse: closes the test's connections)
     imapclient,
     quote,
     unique,

@@ -13,10 +13,9 @@ import socket
 import pytest
 
 from tests.conftest import PASSWORD, USERS
-from tests.imap.test_imap_login import (
+from tests.imap.wire import (
     Wire,
     append,
-    close_wires,  # noqa: F401 (autouse: closes the test's connections)
     quote,
     unique,
 )

@@ -11,10 +11,9 @@ import re
 
 import pytest
 
-from tests.imap.test_imap_login import (
+from tests.imap.wire import (
     Wire,
     append,
-    close_wires,  # noqa: F401 (autouse: closes the test's connections)
     unique,
 )
 

@@ -19,9 +19,8 @@ from datetime import datetime
 import pytest
 
 from tests.conftest import USERS
-from tests.imap.test_imap_login import (
+from tests.imap.wire import (
     Wire,
-    close_wires,  # noqa: F401 (autouse: closes the test's connections)
     deliver,
     imapclient,
     new_user,

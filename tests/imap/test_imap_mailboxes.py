@@ -15,10 +15,9 @@ import re
 from imapclient import IMAPClient
 
 from tests.conftest import PASSWORD, USERS
-from tests.imap.test_imap_login import (
+from tests.imap.wire import (
     Wire,
     append,
-    close_wires,  # noqa: F401 (autouse: closes the test's connections)
     deliver,
     imapclient,
     new_user,

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.imap.test_imap_login import (
+from tests.imap.wire import (
     Wire,
     capabilities,
-    close_wires,  # noqa: F401 (autouse: closes the test's connections)
     imapclient,
     unique,
 )
