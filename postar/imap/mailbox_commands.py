@@ -192,6 +192,12 @@ async def do_list(session: Session, command: Command) -> Result:
     regexes = [pattern_regex(reference, p) for p in patterns]
     boxes = await session.store.list_mailboxes(session.account.id)
     names = {b.name for b in boxes}
+    if "SUBSCRIBED" in selection:  # a subscription outlives its mailbox (§6.3.7)
+        for name in set(await session.store.subscriptions(session.account.id)) - names:
+            if any(r.match(name) for r in regexes):
+                attributes = "\\Noselect" if lsub else "\\NonExistent \\Subscribed"
+                session.send(f"* {command.name} ({attributes}) \"{DELIMITER}\" ".encode()
+                             + encode_name(session, name) + b"\r\n")
     for box in sorted(boxes, key=lambda b: (b.name != "INBOX", b.name)):
         if not any(r.match(box.name) for r in regexes):
             continue

@@ -290,7 +290,10 @@ class Store(Protocol):
         a new mailbox and leaves INBOX empty (RFC 9051 §6.3.6). Raises NotFound, AlreadyExists."""
 
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
-        """Raises NotFound."""
+        """Subscribing needs the mailbox (else NotFound); a subscription outlives it."""
+
+    async def subscriptions(self, account_id: int) -> list[str]:
+        """Subscribed names, whether or not the mailboxes still exist."""
 
     async def message_states(self, mailbox_id: int) -> list[MessageState]:
         """Every message of the mailbox in UID order."""

@@ -150,6 +150,8 @@ class SQLiteStore(MailStoreMixin):
             c.executemany(
                 "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)",
                 [(account_id, name, use, new_uidvalidity(c, account_id)) for name, use in SPECIAL_MAILBOXES])
+            c.executemany("INSERT INTO subscriptions(account_id, name) VALUES (?, ?)",
+                          [(account_id, name) for name, _ in SPECIAL_MAILBOXES])
             return Account(account_id, address, False, True)
         return await self._writer.submit(write)
 

@@ -21,7 +21,8 @@ from postar.store import (
 )
 from postar.store.events import ChangeHub, Watch
 
-_MAILBOX_COLUMNS = "id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq"
+_MAILBOX_COLUMNS = ("id, name, special_use, EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = "
+                    "mailboxes.account_id AND s.name = mailboxes.name), uidvalidity, uidnext, highestmodseq")
 _HAS_FLAG = "instr(' ' || flags || ' ', ' ' || ? || ' ') > 0"
 
 
@@ -101,11 +102,11 @@ class MailStoreMixin:
     async def create_mailbox(self, account_id: int, name: str) -> Mailbox:
         def write(c: sqlite3.Connection) -> tuple[Mailbox, list[int]]:
             try:
-                row = c.execute(f"INSERT INTO mailboxes(account_id, name, uidvalidity) VALUES (?, ?, ?) "
-                                f"RETURNING {_MAILBOX_COLUMNS}",
-                                (account_id, name, new_uidvalidity(c, account_id))).fetchone()
+                mailbox_id = c.execute("INSERT INTO mailboxes(account_id, name, uidvalidity) VALUES (?, ?, ?)",
+                                       (account_id, name, new_uidvalidity(c, account_id))).lastrowid
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"mailbox {name} exists already") from None
+            row = c.execute(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
             return _mailbox(row), []
         return await self._write(write)
 
@@ -140,19 +141,30 @@ class MailStoreMixin:
                 uids = [u for (u,) in c.execute("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (source[0],))]
                 _copy(c, source[0], uids, target, move=True)
                 return None, [source[0], target]
+            renamed = (new, len(old) + 1, account_id, old, len(old) + 1, old + "/")
             c.execute("UPDATE mailboxes SET name = ? || substr(name, ?) WHERE account_id = ? "
-                      "AND (name = ? OR substr(name, 1, ?) = ?)",
-                      (new, len(old) + 1, account_id, old, len(old) + 1, old + "/"))
+                      "AND (name = ? OR substr(name, 1, ?) = ?)", renamed)
+            # subscriptions follow, as in Dovecot; one already there for a new name stays
+            c.execute("UPDATE OR REPLACE subscriptions SET name = ? || substr(name, ?) WHERE account_id = ? "
+                      "AND (name = ? OR substr(name, 1, ?) = ?)", renamed)
             return None, [source[0]]
         await self._write(write)
 
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
         def write(c: sqlite3.Connection) -> tuple[None, list[int]]:
-            if not c.execute("UPDATE mailboxes SET subscribed = ? WHERE account_id = ? AND name = ?",
-                             (int(subscribed), account_id, name)).rowcount:
-                raise NotFound(f"no mailbox {name}")
+            if subscribed:
+                if not c.execute("SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?",
+                                 (account_id, name)).fetchone():
+                    raise NotFound(f"no mailbox {name}")
+                c.execute("INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES (?, ?)", (account_id, name))
+            else:
+                c.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, name))
             return None, []
         await self._write(write)
+
+    async def subscriptions(self, account_id: int) -> list[str]:
+        return [n for (n,) in self._all("SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name",
+                                        account_id)]
 
     async def message_states(self, mailbox_id: int) -> list[MessageState]:
         return [MessageState(uid, _flags(flags), modseq) for uid, flags, modseq in self._all(

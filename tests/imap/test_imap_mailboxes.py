@@ -194,7 +194,7 @@ def test_subscribe_unsubscribe_and_lsub(server):
     wire = Wire.login(server)
     name = unique()
     wire.expect("OK", f"CREATE {name}")
-    wire.expect("OK", f"UNSUBSCRIBE {name}")  # postar subscribes on CREATE; start from unsubscribed
+    wire.expect("OK", f"UNSUBSCRIBE {name}")  # not subscribed yet: still OK
     assert wire.expect("OK", f'LSUB "" "{name}"') == []
     assert wire.expect("OK", f'LIST (SUBSCRIBED) "" "{name}"') == []
     assert "\\Subscribed" not in listed(wire.expect("OK", f'LIST "" "{name}" RETURN (SUBSCRIBED)'))[name]
@@ -216,6 +216,7 @@ def test_list_return_status(server):
     untagged = wire.expect("OK", f'LIST "" "{name}" RETURN (STATUS (MESSAGES UNSEEN))')
     assert untagged == [f'* LIST (\\HasNoChildren) "/" "{name}"'.encode(),
                         f'* STATUS "{name}" (MESSAGES 2 UNSEEN 1)'.encode()]
+    wire.expect("OK", f"SUBSCRIBE {name}")
     subscribed = wire.expect("OK", f'LIST (SUBSCRIBED) "" "{name}" RETURN (STATUS (MESSAGES))')
     assert subscribed[1] == f'* STATUS "{name}" (MESSAGES 2)'.encode()
     wire.expect("BAD", f'LIST "" "{name}" RETURN (STATUS (BOGUS))')
@@ -363,3 +364,17 @@ def test_imapclient_with_a_wrong_folder_name_gets_an_error(server):
     else:
         raise AssertionError("SELECT of a missing folder succeeded")
     client.logout()
+
+
+def test_a_subscription_outlives_its_mailbox(server):
+    """RFC 9051 §6.3.7: the server does not remove a subscription when the mailbox goes."""
+    wire = Wire.login(server)
+    name = unique()
+    wire.expect("OK", f"CREATE {name}")
+    wire.expect("OK", f"SUBSCRIBE {name}")
+    wire.expect("OK", f"DELETE {name}")
+    assert listed(wire.expect("OK", f'LSUB "" "{name}"')) == {name: {"\\Noselect"}}
+    assert listed(wire.expect("OK", f'LIST (SUBSCRIBED) "" "{name}"')) == {name: {"\\NonExistent", "\\Subscribed"}}
+    assert wire.expect("OK", f'LIST "" "{name}"') == []
+    wire.expect("OK", f"UNSUBSCRIBE {name}")
+    assert wire.expect("OK", f'LSUB "" "{name}"') == []

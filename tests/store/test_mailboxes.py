@@ -326,12 +326,24 @@ async def test_inbox_cannot_be_deleted(store, h):
 
 async def test_set_subscribed(store, h):
     await store.create_mailbox(h.account_id, "News")
-    await store.set_subscribed(h.account_id, "News", False)
-    assert not (await h.box("News")).subscribed
+    assert not (await h.box("News")).subscribed  # CREATE does not subscribe, as in Dovecot
     await store.set_subscribed(h.account_id, "News", True)
     assert (await h.box("News")).subscribed
+    await store.set_subscribed(h.account_id, "News", False)
+    assert not (await h.box("News")).subscribed
     with pytest.raises(NotFound):
         await store.set_subscribed(h.account_id, "Missing", True)
+    await store.set_subscribed(h.account_id, "News", False)  # unsubscribing twice is fine
+
+
+async def test_a_subscription_outlives_its_mailbox_and_follows_a_rename(store, h):
+    await store.create_mailbox(h.account_id, "Old")
+    await store.create_mailbox(h.account_id, "Old/Child")
+    await store.set_subscribed(h.account_id, "Old/Child", True)
+    await store.rename_mailbox(h.account_id, "Old", "New")
+    assert "New/Child" in await store.subscriptions(h.account_id)
+    await store.delete_mailbox(h.account_id, "New/Child")
+    assert "New/Child" in await store.subscriptions(h.account_id)  # RFC 9051 §6.3.7
 
 
 # UIDs -----------------------------------------------------------------------------------------

@@ -44,7 +44,6 @@ CREATE TABLE mailboxes (
     account_id     INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     name           TEXT NOT NULL,
     special_use    TEXT NOT NULL DEFAULT '',
-    subscribed     INTEGER NOT NULL DEFAULT 1,
     uidvalidity    INTEGER NOT NULL,
     uidnext        INTEGER NOT NULL DEFAULT 1,
     highestmodseq  INTEGER NOT NULL DEFAULT 1,

@@ -10,3 +10,11 @@ CREATE TABLE expunged (
 );
 CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);
 CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+
+-- Subscriptions are names, not mailboxes: deleting a mailbox leaves its
+-- subscription (RFC 9051 §6.3.7).
+CREATE TABLE subscriptions (
+    account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+);
