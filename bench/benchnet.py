@@ -10,7 +10,7 @@ from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 
-# Debian puts Postfix's tools in /usr/sbin, which a non-login shell may not search.
+# Debian puts Postfix's and Dovecot's tools in /usr/sbin, which a non-login shell may not search.
 SBIN_DIRS = ("/usr/sbin", "/sbin")
 
 # File systems on which fsync costs nothing, so a durability benchmark means nothing.
@@ -42,21 +42,33 @@ def wait_for_port(port: int, timeout: float, is_alive=lambda: True) -> None:
     raise RuntimeError(f"nothing listens on {LOOPBACK}:{port} after {timeout:.0f} s")
 
 
-def find_tool(name: str) -> str:
-    """The absolute path of a command, looking in the sbin directories too."""
+def find_tool(name: str, package: str = "postfix") -> str:
+    """The absolute path of a command, looking in the sbin directories too.
+
+    `package` is the Debian package the error message tells to install.
+    """
     search_path = os.pathsep.join([os.environ.get("PATH", ""), *SBIN_DIRS])
     path = shutil.which(name, path=search_path)
     if path is None:
-        raise RuntimeError(f"{name} not found; install Debian's postfix package")
+        raise RuntimeError(f"{name} not found; install Debian's {package} package")
     return path
 
 
-def raise_open_file_limit(needed: int) -> None:
-    """Let this process (and the servers it starts) hold `needed` descriptors."""
+def raise_open_file_limit(needed: int) -> int:
+    """Let this process (and the servers it starts) hold `needed` descriptors.
+
+    Returns the soft limit now in force: the hard limit, when it cannot be raised
+    (root without CAP_SYS_RESOURCE, e.g. in a container) and is below `needed`.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= needed:
-        return
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, max(hard, needed)))
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, max(hard, needed)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return needed
 
 
 def file_system_type(path: Path) -> str:
@@ -92,3 +104,88 @@ class Instance:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def make_certificate(directory: Path, hostname: str) -> tuple[Path, Path]:
+    """A self-signed RSA-2048 certificate and key for `hostname`, made with openssl.
+
+    RSA 2048 as postar's own self-signed certificate, so that a server given this
+    pair does the TLS handshake work it would do with its default.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "7",
+         "-subj", f"/CN={hostname}", "-addext", f"subjectAltName=DNS:{hostname}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    key.chmod(0o600)
+    return cert, key
+
+
+def process_memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process in KiB, from /proc/PID/smaps_rollup.
+
+    PSS divides each shared page among the processes that map it, so summed over
+    a family of forked processes it counts the shared code and libraries once.
+    """
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int, reaped_children: bool = False) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc/PID/stat.
+
+    With `reaped_children`, the CPU of the children it has waited for is added.
+    """
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "; fields[0] is state
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (not idle, not waiting for I/O)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields[:8]) - idle - iowait) / CLOCK_TICKS  # guest time is inside user time
+
+
+def descendants(pid: int) -> list[int]:
+    """The pids of every living process below `pid` in the process tree."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(text[text.rindex(")") + 2:].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell, a rule under the header."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+             for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)

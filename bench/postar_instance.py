@@ -1,12 +1,18 @@
-"""A throwaway postar on loopback, set up with the admin CLI and run as a subprocess."""
+"""A throwaway postar on loopback, set up with the admin CLI and run as a subprocess.
+
+Only the listeners asked for are on: SMTP always, IMAP over implicit TLS when an
+`imaps_port` is given. Every other listener is switched off in the config, as
+postar's defaults would otherwise open them on 0.0.0.0.
+"""
 
 import asyncio
 import json
-import shutil
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from benchnet import LOOPBACK, Instance, wait_for_port
 
@@ -14,40 +20,84 @@ STARTUP_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 10.0
 
 
+# The checkout this bench/ belongs to: its postar is the one measured, never an
+# installed copy that may be older (a `pip install .` is not updated by `git pull`).
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # for the in-process `postar.store` imports below too
+
+
 def postar_command() -> list[str]:
-    """How to invoke postar: the installed command, or this Python's module."""
-    installed = shutil.which("postar")
-    return [installed] if installed else [sys.executable, "-m", "postar"]
+    """How to invoke this checkout's postar: this Python, `-m postar`, see `postar_env`."""
+    return [sys.executable, "-m", "postar"]
+
+
+def postar_env() -> dict[str, str]:
+    """The environment for `postar_command`: PYTHONPATH starts with the checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+# Listeners the config names; all but smtp (and imaps when asked for) are set to "" (off).
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "web")
 
 
 class PostarInstance(Instance):
-    """postar serving SMTP on LOOPBACK:`port` for `domain`, with one user."""
+    """postar serving SMTP on LOOPBACK:`port` for `domain`, with one user.
 
-    def __init__(self, root: Path, port: int, domain: str, user: str, password: str):
+    Optional: IMAP over implicit TLS on LOOPBACK:`imaps_port`, more users
+    (`extra_users`, same password), a given certificate (`tls_cert`, `tls_key`;
+    otherwise postar makes its self-signed one) and a per-address connection limit.
+    """
+
+    def __init__(self, root: Path, port: int, domain: str, user: str, password: str, *,
+                 imaps_port: int | None = None, extra_users: Sequence[str] = (),
+                 tls_cert: Path | None = None, tls_key: Path | None = None,
+                 connections_per_ip: int = 2000):
         self.root = root
         self.port = port
         self.domain = domain
         self.user = user
         self.password = password
+        self.imaps_port = imaps_port
+        self.extra_users = tuple(extra_users)
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.connections_per_ip = connections_per_ip
         self.config_file = root / "postar.toml"
         self.data_dir = root / "postar-data"
         self.log_file = root / "postar.log"
         self.process: subprocess.Popen | None = None
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
     def start(self) -> None:
-        """Write the config, add the domain and user, start `postar run`, wait for it."""
+        """Write the config, add the domain and users, start `postar run`, wait for it."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self._config_toml())
         self._admin("domain", "add", self.domain)
-        self._admin("user", "add", self.user, "--password-stdin", stdin=self.password + "\n")
-        with self.log_file.open("wb") as log:
+        for user in (self.user, *self.extra_users):
+            self._admin("user", "add", user, "--password-stdin", stdin=self.password + "\n")
+        self.launch()
+
+    def launch(self) -> None:
+        """Start `postar run` on the existing config and data, and wait until it listens.
+
+        After `stop`, this starts the same instance again (its log is appended to).
+        """
+        with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 [*postar_command(), "--config", str(self.config_file), "run"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, env=postar_env(),
             )
         try:
-            wait_for_port(self.port, STARTUP_TIMEOUT, is_alive=lambda: self.process.poll() is None)
+            for port in (self.port, self.imaps_port):
+                if port is not None:
+                    wait_for_port(port, STARTUP_TIMEOUT, is_alive=lambda: self.process.poll() is None)
         except RuntimeError as error:
             raise RuntimeError(f"{error}; postar log:\n{self.log_tail()}") from None
 
@@ -103,7 +153,7 @@ class PostarInstance(Instance):
 
     def _admin(self, *args: str, stdin: str | None = None) -> None:
         command = [*postar_command(), "--config", str(self.config_file), *args]
-        result = subprocess.run(command, input=stdin, capture_output=True, text=True)
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True, env=postar_env())
         if result.returncode != 0:
             raise RuntimeError(
                 f"{' '.join(command)} failed ({result.returncode}):\n"
@@ -112,12 +162,18 @@ class PostarInstance(Instance):
 
     def _config_toml(self) -> str:
         # JSON string syntax is valid TOML basic-string syntax, escapes included.
-        return "\n".join([
+        addresses = {name: "" for name in LISTENERS}
+        addresses["smtp"] = f"{LOOPBACK}:{self.port}"
+        if self.imaps_port is not None:
+            addresses["imaps"] = f"{LOOPBACK}:{self.imaps_port}"
+        lines = [
             f"hostname = {json.dumps(self.domain)}",
             f"data_dir = {json.dumps(str(self.data_dir))}",
             "[listen]",
-            f"smtp = {json.dumps(f'{LOOPBACK}:{self.port}')}",
-            "[limits]",
-            "connections_per_ip = 2000",
-            "",
-        ])
+            *(f"{name} = {json.dumps(address)}" for name, address in addresses.items()),
+        ]
+        if self.tls_cert is not None:
+            lines += ["[tls]", f"cert = {json.dumps(str(self.tls_cert))}",
+                      f"key = {json.dumps(str(self.tls_key))}"]
+        lines += ["[limits]", f"connections_per_ip = {self.connections_per_ip}", ""]
+        return "\n".join(lines)

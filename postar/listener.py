@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 import ssl
 import zlib
 from collections import Counter
@@ -300,6 +301,19 @@ class Connection(asyncio.Protocol):
         pending, self.buffer = bytes(self.buffer), bytearray()
         if pending:
             self.data_received(pending)
+
+    def ack_now(self) -> None:
+        """Acknowledge received data at once instead of after the kernel's delayed-ACK timer.
+
+        After a continuation request the client sends a literal; a client whose Nagle
+        holds back the literal's last bytes until our ACK would otherwise wait ~40 ms.
+        """
+        sock = self.transport.get_extra_info("socket") if self.transport else None
+        if sock is not None and hasattr(socket, "TCP_QUICKACK"):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+            except OSError:
+                pass
 
     @property
     def compressed(self) -> bool:

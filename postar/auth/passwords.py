@@ -76,6 +76,7 @@ class Authenticator:
         self._ttl = cache_ttl
         self._key = secrets.token_bytes(32)
         self._cache: dict[bytes, tuple[str, float]] = {}
+        self._running: dict[bytes, asyncio.Future] = {}
 
     def _cache_key(self, address: str, password: str) -> bytes:
         message = address.lower().encode() + b"\0" + password.encode("utf-8", "surrogateescape")
@@ -95,14 +96,27 @@ class Authenticator:
             matched = cached[0]
         else:
             self._cache.pop(key, None)
-            matched = await asyncio.to_thread(_first_match, credentials, password)
-            if matched is not None and self._ttl > 0:
-                self._remember(key, matched)
+            matched = await self._check_once(key, credentials, password)
         if matched is None:
             return LoginResult(Outcome.BAD_PASSWORD, credentials.account)
         if credentials.account.disabled:
             return LoginResult(Outcome.DISABLED, credentials.account)
         return LoginResult(Outcome.OK, credentials.account)
+
+    async def _check_once(self, key: bytes, credentials: Credentials, password: str) -> str | None:
+        """The argon2id check; a client opening many connections at once pays for one."""
+        running = self._running.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        running = asyncio.ensure_future(asyncio.to_thread(_first_match, credentials, password))
+        self._running[key] = running
+        try:
+            matched = await asyncio.shield(running)
+        finally:
+            self._running.pop(key, None)
+        if matched is not None and self._ttl > 0:
+            self._remember(key, matched)
+        return matched
 
     def _remember(self, key: bytes, stored_hash: str) -> None:
         now = time.monotonic()

@@ -90,6 +90,9 @@ async def do_fetch(session: Session, command: Command) -> Result:
         attrs.append(fetch.FetchAttribute("MODSEQ"))
     if vanished:
         await _report_vanished(session, selected, command.args[0], changed_since)
+    if all(a.name in ("UID", "FLAGS") for a in attrs):
+        _fetch_from_view(session, selected, uids, [a.name for a in attrs])
+        return Result(text=f"{command.name} completed")
     infos = await _infos(session, selected, uids, attrs)
     marks_seen = not selected.readonly and any(
         a.section is not None and not a.peek and a.name != "BINARY.SIZE" for a in attrs)
@@ -115,6 +118,17 @@ async def do_fetch(session: Session, command: Command) -> Result:
 
 _STATE_ONLY = frozenset({"UID", "FLAGS", "MODSEQ"})
 
+
+def _fetch_from_view(session: Session, selected: SelectedMailbox, uids: list[int], names: list[str]) -> None:
+    """UID and FLAGS as the session's view knows them: what clients ask of a whole mailbox
+    to resynchronize, answered without the store. Changes other sessions made since the
+    view was refreshed follow as untagged FETCH right after (§7.4.1 allows that order)."""
+    flags = selected.flags
+    lines = []
+    for uid in uids:
+        items = [f"UID {uid}" if name == "UID" else f"FLAGS ({' '.join(flags[uid])})" for name in names]
+        lines.append(f"* {selected.msn(uid)} FETCH ({' '.join(items)})\r\n")
+    session.send("".join(lines))
 
 async def _infos(session: Session, selected: SelectedMailbox, uids: list[int],
                  attrs: list[fetch.FetchAttribute]) -> list[MessageInfo]:

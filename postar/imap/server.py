@@ -175,6 +175,7 @@ class IMAPConnection(Connection):
                     raise _Refused(b"* BAD Expected a tagged command before a literal\r\n", close=False)
                 self.write(b"+ Ready for literal data\r\n")
                 await self.flush()
+                self.ack_now()
             data += b"\r\n" + await self.read_exactly(size)
             line = await self.read_line()
             if line is TOO_LONG:
