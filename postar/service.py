@@ -22,6 +22,7 @@ from postar.config import Config, split_address
 from postar.delivery.routing import Router
 from postar.context import Context
 from postar.imap.server import IMAPListener
+from postar.imap.views import MailboxViews
 from postar.listener import ConnectionCounter, Listener
 from postar.smtp.server import SMTPListener
 from postar.smtp.session import Port
@@ -57,8 +58,9 @@ async def run(config: Config, config_path: str | None) -> None:
         counter = ConnectionCounter()  # the per-address limit counts over all listeners
         listeners: list[tuple[str, Listener]] = [
             (port.value, SMTPListener(context, port, ssl_context, counter)) for port in Port]
-        listeners += [("imap", IMAPListener(context, "imap", ssl_context, counter, implicit_tls=False)),
-                      ("imaps", IMAPListener(context, "imaps", ssl_context, counter, implicit_tls=True))]
+        views = MailboxViews()  # both IMAP listeners share the cached mailbox views
+        listeners += [("imap", IMAPListener(context, "imap", ssl_context, counter, False, views)),
+                      ("imaps", IMAPListener(context, "imaps", ssl_context, counter, True, views))]
         listening = []
         for name, listener in listeners:
             address = getattr(config.listen, name)

@@ -41,7 +41,7 @@ async def do_select(session: Session, command: Command) -> Result:
         session.send("* OK [CLOSED] Previous mailbox closed\r\n")
     mailbox = await find(session, name)
     readonly = command.name == "EXAMINE"
-    selected = SelectedMailbox(mailbox, await session.store.message_states(mailbox.id), readonly)
+    selected = SelectedMailbox(mailbox, *await session.views.load(session.store, mailbox), readonly=readonly)
     flags = flag_list(SYSTEM_FLAGS + tuple(selected.keywords()))
     session.send(f"* {selected.exists} EXISTS\r\n")
     if "IMAP4REV2" not in session.enabled:

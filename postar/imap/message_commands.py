@@ -124,10 +124,17 @@ def _fetch_from_view(session: Session, selected: SelectedMailbox, uids: list[int
     to resynchronize, answered without the store. Changes other sessions made since the
     view was refreshed follow as untagged FETCH right after (§7.4.1 allows that order)."""
     flags = selected.flags
+    texts: dict[tuple[str, ...], str] = {}  # most messages share a few flag sets
+    everything = uids == selected.uids
     lines = []
-    for uid in uids:
-        items = [f"UID {uid}" if name == "UID" else f"FLAGS ({' '.join(flags[uid])})" for name in names]
-        lines.append(f"* {selected.msn(uid)} FETCH ({' '.join(items)})\r\n")
+    for position, uid in enumerate(uids):
+        flag_set = flags[uid]
+        flag_text = texts.get(flag_set)
+        if flag_text is None:
+            flag_text = texts[flag_set] = f"FLAGS ({' '.join(flag_set)})"
+        items = " ".join(f"UID {uid}" if name == "UID" else flag_text for name in names)
+        msn = position + 1 if everything else selected.msn(uid)
+        lines.append(f"* {msn} FETCH ({items})\r\n")
     session.send("".join(lines))
 
 async def _infos(session: Session, selected: SelectedMailbox, uids: list[int],

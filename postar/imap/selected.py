@@ -25,12 +25,13 @@ def flag_list(flags: tuple[str, ...]) -> str:
 
 
 class SelectedMailbox:
-    def __init__(self, mailbox: Mailbox, states: list[MessageState], readonly: bool):
+    def __init__(self, mailbox: Mailbox, uids: list[int], flags: dict[int, tuple[str, ...]], modseq: int,
+                 readonly: bool):
         self.mailbox = mailbox
         self.readonly = readonly
-        self.uids = [s.uid for s in states]
-        self.flags = {s.uid: s.flags for s in states}
-        self.modseq = mailbox.highestmodseq
+        self.uids = uids
+        self.flags = flags
+        self.modseq = modseq
         self.uidnext = mailbox.uidnext
         self._vanished: set[int] = set()  # expunged elsewhere, not yet told
 
@@ -48,7 +49,7 @@ class SelectedMailbox:
         return self.uids[msn - 1]
 
     def keywords(self) -> list[str]:
-        seen = {f for flags in self.flags.values() for f in flags if not f.startswith("\\")}
+        seen = {f for flags in set(self.flags.values()) for f in flags if not f.startswith("\\")}
         return sorted(seen)
 
     def forget(self, uids: list[int], qresync: bool) -> list[bytes]:

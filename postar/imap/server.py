@@ -18,6 +18,7 @@ from postar.imap.connection_commands import continue_authenticate
 from postar.imap.grammar import literal_announced
 from postar.imap.parser import parse_command, starts_a_command
 from postar.imap.session import Action, Result, Session, State
+from postar.imap.views import MailboxViews
 from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Listener, ShuttingDown
 
 log = logging.getLogger("postar.imap")
@@ -28,12 +29,13 @@ IDLE_TIMEOUT = 1800.0  # RFC 2177: clients re-issue IDLE within 29 minutes
 
 class IMAPListener(Listener):
     def __init__(self, context: Context, name: str, ssl_context: ssl.SSLContext | None,
-                 counter: ConnectionCounter, implicit_tls: bool):
+                 counter: ConnectionCounter, implicit_tls: bool, views: MailboxViews):
         limits = context.config.limits
         super().__init__(name, IMAPConnection, per_ip_limit=limits.connections_per_ip,
                          idle_timeout=max(limits.idle_timeout, 1800.0), counter=counter,
                          ssl_context=ssl_context, implicit_tls=implicit_tls)
         self.context = context
+        self.views = views
 
 
 class _NotDone(Exception):
@@ -60,7 +62,7 @@ class IMAPConnection(Connection):
     async def serve(self) -> None:
         context = self.listener.context
         session = Session(context, self.client_ip, self.id, tls=bool(self.tls),
-                          tls_possible=self.listener.ssl_context is not None)
+                          tls_possible=self.listener.ssl_context is not None, views=self.listener.views)
         self.write(session.greeting())
         errors = 0
         try:

@@ -16,6 +16,7 @@ from enum import Enum
 
 from postar.imap.parser import BadArguments, Command, Invalid
 from postar.imap.selected import MailboxDeleted, SelectedMailbox
+from postar.imap.views import MailboxViews
 from postar.context import Context
 from postar.store import Account
 
@@ -57,8 +58,10 @@ class No(Exception):
 
 
 class Session:
-    def __init__(self, context: Context, client_ip: str, connection_id: str, tls: bool, tls_possible: bool):
+    def __init__(self, context: Context, client_ip: str, connection_id: str, tls: bool, tls_possible: bool,
+                 views: MailboxViews):
         self.context = context
+        self.views = views
         self.store = context.store
         self.client_ip = client_ip
         self.id = connection_id
