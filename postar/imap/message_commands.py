@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 
@@ -28,14 +29,20 @@ def resolve(session: Session, seqset: SequenceSet, uid_mode: bool) -> list[int]:
     if seqset.saved:
         saved = session.saved_search or set()
         return [u for u in selected.uids if u in saved]
+    uids = selected.uids
     if uid_mode:
-        largest = selected.uids[-1] if selected.uids else 0
-        return [u for u in selected.uids if seqset.contains(u, largest)]
-    numbers = seqset.resolve(selected.exists)
+        largest = uids[-1] if uids else 0
+        if len(seqset.ranges) == 1:  # one range, the usual case: a slice
+            low, high = (largest if n is None else n for n in seqset.ranges[0])
+            return uids[bisect.bisect_left(uids, min(low, high)):bisect.bisect_right(uids, max(low, high))]
+        return [u for u in uids if seqset.contains(u, largest)]
     for low, high in seqset.ranges:
         if (low or 0) > selected.exists or (high or 0) > selected.exists or (selected.exists == 0):
             raise BadArguments("message sequence number out of range")
-    return [selected.uid_at(n) for n in numbers]
+    if len(seqset.ranges) == 1:
+        low, high = (selected.exists if n is None else n for n in seqset.ranges[0])
+        return uids[min(low, high) - 1:max(low, high)]
+    return [selected.uid_at(n) for n in seqset.resolve(selected.exists)]
 
 
 def _internal_date(timestamp: float) -> str:
@@ -125,7 +132,7 @@ def _fetch_from_view(session: Session, selected: SelectedMailbox, uids: list[int
     view was refreshed follow as untagged FETCH right after (§7.4.1 allows that order)."""
     flags = selected.flags
     texts: dict[tuple[str, ...], str] = {}  # most messages share a few flag sets
-    everything = uids == selected.uids
+    everything = len(uids) == selected.exists  # all of them, in order: position is the number
     lines = []
     for position, uid in enumerate(uids):
         flag_set = flags[uid]
