@@ -131,17 +131,15 @@ def _fetch_from_view(session: Session, selected: SelectedMailbox, uids: list[int
     to resynchronize, answered without the store. Changes other sessions made since the
     view was refreshed follow as untagged FETCH right after (§7.4.1 allows that order)."""
     flags = selected.flags
-    texts: dict[tuple[str, ...], str] = {}  # most messages share a few flag sets
-    everything = len(uids) == selected.exists  # all of them, in order: position is the number
-    lines = []
-    for position, uid in enumerate(uids):
-        flag_set = flags[uid]
-        flag_text = texts.get(flag_set)
-        if flag_text is None:
-            flag_text = texts[flag_set] = f"FLAGS ({' '.join(flag_set)})"
-        items = " ".join(f"UID {uid}" if name == "UID" else flag_text for name in names)
-        msn = position + 1 if everything else selected.msn(uid)
-        lines.append(f"* {msn} FETCH ({items})\r\n")
+    # Most messages share a few flag sets: render each once, as the line's tail.
+    tails = {flag_set: f"FLAGS ({' '.join(flag_set)}))\r\n" for flag_set in set(flags[uid] for uid in uids)}
+    numbers = range(1, len(uids) + 1) if len(uids) == selected.exists else [selected.msn(u) for u in uids]
+    if "FLAGS" not in names:
+        lines = [f"* {n} FETCH (UID {uid})\r\n" for n, uid in zip(numbers, uids)]
+    elif "UID" in names:
+        lines = [f"* {n} FETCH (UID {uid} {tails[flags[uid]]}" for n, uid in zip(numbers, uids)]
+    else:
+        lines = [f"* {n} FETCH ({tails[flags[uid]]}" for n, uid in zip(numbers, uids)]
     session.send("".join(lines))
 
 async def _infos(session: Session, selected: SelectedMailbox, uids: list[int],
