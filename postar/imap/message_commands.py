@@ -111,7 +111,7 @@ async def do_fetch(session: Session, command: Command) -> Result:
             updated, _ = await session.store.update_flags(selected.mailbox.id, [info.uid], ("\\Seen",), FlagMode.ADD)
             if updated:
                 info = _with_state(info, updated[0])
-                selected.flags[info.uid] = info.flags
+                selected.set_flags(info.uid, info.flags)
                 if not any(a.name == "FLAGS" for a in attrs):
                     attrs.append(fetch.FetchAttribute("FLAGS"))
         items, problem = await _render(session, info, attrs)
@@ -241,7 +241,7 @@ async def do_store(session: Session, command: Command) -> Result:
     flags = normalize_flags(args[1])
     updated, refused = await session.store.update_flags(selected.mailbox.id, uids, flags, mode, unchanged_since)
     for state in updated:  # the view's modseq stays: the refresh must still see others' changes
-        selected.flags[state.uid] = state.flags
+        selected.set_flags(state.uid, state.flags)
     changed = {s.uid: s for s in updated}
     if session.condstore and not silent:  # the unchanged ones are told with their modseq too
         wanted = set(uids) - set(changed) - set(refused)

@@ -29,11 +29,21 @@ class SelectedMailbox:
                  readonly: bool):
         self.mailbox = mailbox
         self.readonly = readonly
-        self.uids = uids
+        self.uids = uids    # shared with other sessions until ``own`` copies them
         self.flags = flags
+        self._owned = False
         self.modseq = modseq
         self.uidnext = mailbox.uidnext
         self._vanished: set[int] = set()  # expunged elsewhere, not yet told
+
+    def own(self) -> None:
+        """Copy the shared UIDs and flags before the first change to them."""
+        if not self._owned:
+            self.uids, self.flags, self._owned = list(self.uids), dict(self.flags), True
+
+    def set_flags(self, uid: int, flags: tuple[str, ...]) -> None:
+        self.own()
+        self.flags[uid] = flags
 
     @property
     def exists(self) -> int:
@@ -56,6 +66,8 @@ class SelectedMailbox:
         """Remove expunged UIDs from the view; the responses that say so."""
         lines = []
         gone = [u for u in uids if self.msn(u) is not None]
+        if gone:
+            self.own()
         if qresync and gone:
             lines.append(f"* VANISHED {format_sequence(sorted(gone))}\r\n".encode())
         for uid in sorted(gone, reverse=True):  # from the top, so lower numbers stay valid
@@ -83,11 +95,12 @@ class SelectedMailbox:
             if self.msn(state.uid) is None:
                 if self.uids and state.uid < self.uids[-1]:
                     continue  # cannot be: UIDs only grow
+                self.own()
                 self.uids.append(state.uid)
                 self.flags[state.uid] = state.flags
                 added = True
             elif self.flags.get(state.uid) != state.flags:
-                self.flags[state.uid] = state.flags
+                self.set_flags(state.uid, state.flags)
                 lines.append(self.fetch_flags_line(state, uid=qresync or condstore, modseq=condstore))
         if added:
             lines.append(f"* {self.exists} EXISTS\r\n".encode())

@@ -4,7 +4,7 @@ SELECT of a large mailbox would otherwise read and rebuild every message's
 state each time (what Dovecot keeps in its index files). A cached copy is
 brought up to date with ``changes_since`` from the modseq it knows, the same
 question sessions ask after every command, so it can never be staler than a
-session's own view; each session then gets its own copies to change.
+session's own view. Sessions share its containers until they change them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ class MailboxViews:
         self._indexes: OrderedDict[int, _Index] = OrderedDict()
 
     async def load(self, store: Store, mailbox: Mailbox) -> tuple[list[int], dict[int, tuple[str, ...]], int]:
-        """(UIDs ascending, flags by UID, the modseq they are current to), the caller's to keep."""
+        """(UIDs ascending, flags by UID, the modseq they are current to).
+
+        The containers are shared and never changed in place: a session copies them
+        before its first change (``SelectedMailbox.own``)."""
         index = self._indexes.get(mailbox.id)
         if index is None or index.uidvalidity != mailbox.uidvalidity:
             states = await store.message_states(mailbox.id)
@@ -44,16 +47,18 @@ class MailboxViews:
         self._indexes.move_to_end(mailbox.id)
         while len(self._indexes) > self._capacity:
             self._indexes.popitem(last=False)
-        return list(index.uids), dict(index.flags), index.modseq
+        return index.uids, index.flags, index.modseq
 
 
 def _apply(index: _Index, vanished, changed) -> None:
+    """Bring an index up to date, in new containers: sessions may still share the old ones."""
     gone = set(vanished) & index.flags.keys()
-    if gone:
-        index.uids = [u for u in index.uids if u not in gone]
-        for uid in gone:
-            del index.flags[uid]
+    if not gone and not changed:
+        return
+    uids = [u for u in index.uids if u not in gone] if gone else list(index.uids)
+    flags = {uid: f for uid, f in index.flags.items() if uid not in gone} if gone else dict(index.flags)
     for state in changed:
-        if state.uid not in index.flags:
-            bisect.insort(index.uids, state.uid)
-        index.flags[state.uid] = state.flags
+        if state.uid not in flags:
+            bisect.insort(uids, state.uid)
+        flags[state.uid] = state.flags
+    index.uids, index.flags = uids, flags
