@@ -42,7 +42,7 @@ async def do_select(session: Session, command: Command) -> Result:
     mailbox = await find(session, name)
     readonly = command.name == "EXAMINE"
     selected = SelectedMailbox(mailbox, *await session.views.load(session.store, mailbox), readonly=readonly)
-    flags = flag_list(SYSTEM_FLAGS + tuple(selected.keywords()))
+    flags = flag_list(SYSTEM_FLAGS + tuple(selected.keywords))
     session.send(f"* {selected.exists} EXISTS\r\n")
     if "IMAP4REV2" not in session.enabled:
         session.send("* 0 RECENT\r\n")

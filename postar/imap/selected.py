@@ -26,12 +26,13 @@ def flag_list(flags: tuple[str, ...]) -> str:
 
 class SelectedMailbox:
     def __init__(self, mailbox: Mailbox, uids: list[int], flags: dict[int, tuple[str, ...]], modseq: int,
-                 readonly: bool):
+                 keywords: list[str], readonly: bool):
         self.mailbox = mailbox
         self.readonly = readonly
         self.uids = uids    # shared with other sessions until ``own`` copies them
         self.flags = flags
         self._owned = False
+        self.keywords = keywords  # in use when selected, for the FLAGS response
         self.modseq = modseq
         self.uidnext = mailbox.uidnext
         self._vanished: set[int] = set()  # expunged elsewhere, not yet told
@@ -57,10 +58,6 @@ class SelectedMailbox:
 
     def uid_at(self, msn: int) -> int:
         return self.uids[msn - 1]
-
-    def keywords(self) -> list[str]:
-        seen = {f for flags in set(self.flags.values()) for f in flags if not f.startswith("\\")}
-        return sorted(seen)
 
     def forget(self, uids: list[int], qresync: bool) -> list[bytes]:
         """Remove expunged UIDs from the view; the responses that say so."""

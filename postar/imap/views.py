@@ -22,6 +22,12 @@ class _Index:
     modseq: int
     uids: list[int]
     flags: dict[int, tuple[str, ...]]
+    keywords: list[str] | None = None  # worked out once per version of the index
+
+    def keyword_list(self) -> list[str]:
+        if self.keywords is None:
+            self.keywords = sorted({f for flags in set(self.flags.values()) for f in flags if not f.startswith("\\")})
+        return self.keywords
 
 
 class MailboxViews:
@@ -29,8 +35,8 @@ class MailboxViews:
         self._capacity = capacity
         self._indexes: OrderedDict[int, _Index] = OrderedDict()
 
-    async def load(self, store: Store, mailbox: Mailbox) -> tuple[list[int], dict[int, tuple[str, ...]], int]:
-        """(UIDs ascending, flags by UID, the modseq they are current to).
+    async def load(self, store: Store, mailbox: Mailbox) -> tuple[list[int], dict[int, tuple[str, ...]], int, list[str]]:
+        """(UIDs ascending, flags by UID, the modseq they are current to, the keywords in use).
 
         The containers are shared and never changed in place: a session copies them
         before its first change (``SelectedMailbox.own``)."""
@@ -47,7 +53,7 @@ class MailboxViews:
         self._indexes.move_to_end(mailbox.id)
         while len(self._indexes) > self._capacity:
             self._indexes.popitem(last=False)
-        return index.uids, index.flags, index.modseq
+        return index.uids, index.flags, index.modseq, index.keyword_list()
 
 
 def _apply(index: _Index, vanished, changed) -> None:
@@ -61,4 +67,4 @@ def _apply(index: _Index, vanished, changed) -> None:
         if state.uid not in flags:
             bisect.insort(uids, state.uid)
         flags[state.uid] = state.flags
-    index.uids, index.flags = uids, flags
+    index.uids, index.flags, index.keywords = uids, flags, None
