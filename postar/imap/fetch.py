@@ -19,10 +19,11 @@ answers NO [PARSE]).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from dataclasses import dataclass
+
+from postar.message.text import unbase64
 
 # Strings (RFC 9051 §4.3) --------------------------------------------------------------------
 
@@ -401,17 +402,9 @@ def partial(data: bytes, origin: int, length: int | None) -> bytes:
 
 # BINARY[section] (RFC 3516) -------------------------------------------------------------------
 
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 
 
-def _base64(data: bytes) -> bytes:
-    """Lenient base64: skip what is not in the alphabet, stop at "=" padding, drop a lone last digit."""
-    clean = _NOT_BASE64.sub(b"", data.split(b"=", 1)[0])
-    clean = clean[:-1] if len(clean) % 4 == 1 else clean
-    return base64.b64decode(clean + b"=" * (-len(clean) % 4))
-
-
-_DECODERS = {"7BIT": bytes, "8BIT": bytes, "BINARY": bytes, "BASE64": _base64, "QUOTED-PRINTABLE": binascii.a2b_qp}
+_DECODERS = {"7BIT": bytes, "8BIT": bytes, "BINARY": bytes, "BASE64": unbase64, "QUOTED-PRINTABLE": binascii.a2b_qp}
 
 
 def binary(content: bytes, prefix_len: int, summary: dict, spec: str) -> bytes | None:

@@ -246,12 +246,3 @@ def quoted(value: str | bytes) -> bytes:
 
 def nstring(value: str | bytes | None) -> bytes:
     return b"NIL" if value is None else quoted(value)
-
-
-def astring_text(token: Token) -> str | None:
-    """The text of an astring (atom or string), or None for a list."""
-    if isinstance(token, list):
-        return None
-    if isinstance(token, bytes):
-        return token.decode("utf-8", "replace")
-    return token

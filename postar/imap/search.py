@@ -28,6 +28,7 @@ from email.utils import parsedate_tz
 
 from postar.imap.grammar import SequenceSet, Token, format_sequence, parse_sequence_set, quoted
 from postar.message import ENVELOPE_FIELDS
+from postar.message.text import decode_text, decode_words, unbase64
 
 BADCHARSET = "BADCHARSET (US-ASCII UTF-8)"  # the response code; parse_search's error starts with it
 RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")  # RFC 4731 §3.1, RFC 5182 §2.1
@@ -319,43 +320,6 @@ def parse_search(args: list) -> SearchRequest | str:
 
 # Reading a message: headers, RFC 2047 words, body text ---------------------------------------
 
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
-
-
-def _text(raw: bytes, charset: str) -> str:
-    """Decode in the declared charset, else UTF-8, else Latin-1 (which always succeeds)."""
-    charset = charset.strip().strip('"')
-    for name in (charset, "utf-8") if len(charset) <= 40 else ("utf-8",):
-        try:
-            return raw.decode(name)
-        except (LookupError, ValueError):  # unknown or not a text codec; bad bytes
-            continue
-    return raw.decode("latin-1")
-
-
-def _unbase64(raw: bytes) -> bytes:
-    chars = re.sub(rb"[^A-Za-z0-9+/]", b"", raw)
-    chars = chars[:len(chars) // 4 * 4] if len(chars) % 4 == 1 else chars  # a lone sextet is no octet
-    return binascii.a2b_base64(chars + b"=" * (-len(chars) % 4))
-
-
-def decode_words(value: str) -> str:
-    """RFC 2047 encoded words decoded; whitespace between two adjacent words dropped (§6.2)."""
-    out: list[str] = []
-    last, after_word = 0, False
-    for match in _ENCODED_WORD.finditer(value):
-        between = value[last:match.start()]
-        if not (after_word and between.strip(" \t") == ""):
-            out.append(between)
-        charset, kind, payload = match.groups()
-        raw = payload.encode("ascii", "replace")
-        data = _unbase64(raw) if kind in "Bb" else binascii.a2b_qp(raw, header=True)
-        out.append(_text(data, charset.partition("*")[0]))  # RFC 2231 §5: charset*language
-        last, after_word = match.end(), True
-    out.append(value[last:])
-    return "".join(out)
-
-
 def _fields(block: bytes) -> list[tuple[str, str]]:
     """Every header field as (lower-case name, unfolded value), in order (RFC 5322 §2.2.3)."""
     fields: list[tuple[str, str]] = []
@@ -397,10 +361,10 @@ def _body_texts(message: Candidate, part: dict) -> Iterator[str]:
         raw = _content_slice(message, part.get("body"))
         encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
         if encoding == "base64":
-            raw = _unbase64(raw)
+            raw = unbase64(raw)
         elif encoding == "quoted-printable":
             raw = binascii.a2b_qp(raw)
-        yield _text(raw, str(part.get("params", {}).get("charset", "us-ascii"))).casefold()
+        yield decode_text(raw, str(part.get("params", {}).get("charset", "us-ascii"))).casefold()
 
 
 def _sent_day(message: Candidate) -> date | None:

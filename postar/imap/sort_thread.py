@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_tz
 
 from postar.imap.fetch import addresses
-from postar.imap.search import decode_words
+from postar.message.text import decode_words
 
 SORT_KEYS = ("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO",  # RFC 5256 §3
              "DISPLAYFROM", "DISPLAYTO")                                 # RFC 5957 §4

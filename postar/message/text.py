@@ -1,0 +1,51 @@
+"""Turning message bytes into text: RFC 2047 encoded words, transfer encodings, charsets.
+
+Lenient on purpose, since real mail breaks every rule: an unknown or wrong charset
+falls back to UTF-8 and then Latin-1 (which always succeeds), and base64 skips
+what is not in its alphabet.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def decode_text(raw: bytes, charset: str) -> str:
+    """Decode in the declared charset, else UTF-8, else Latin-1."""
+    charset = charset.strip().strip('"')
+    for name in (charset, "utf-8") if len(charset) <= 40 else ("utf-8",):
+        try:
+            return raw.decode(name)
+        except (LookupError, ValueError):  # unknown or not a text codec; bad bytes
+            continue
+    return raw.decode("latin-1")
+
+
+def unbase64(data: bytes) -> bytes:
+    """Lenient base64 (RFC 2045 §6.8): skip what is not in the alphabet, stop at "=" padding,
+    drop a lone last digit (a sextet is no octet)."""
+    clean = _NOT_BASE64.sub(b"", data.split(b"=", 1)[0])
+    clean = clean[:-1] if len(clean) % 4 == 1 else clean
+    return base64.b64decode(clean + b"=" * (-len(clean) % 4))
+
+
+def decode_words(value: str) -> str:
+    """RFC 2047 encoded words decoded; whitespace between two adjacent words dropped (§6.2)."""
+    out: list[str] = []
+    last, after_word = 0, False
+    for match in _ENCODED_WORD.finditer(value):
+        between = value[last:match.start()]
+        if not (after_word and between.strip(" \t") == ""):
+            out.append(between)
+        charset, kind, payload = match.groups()
+        raw = payload.encode("ascii", "replace")
+        data = unbase64(raw) if kind in "Bb" else binascii.a2b_qp(raw, header=True)
+        out.append(decode_text(data, charset.partition("*")[0]))  # RFC 2231 §5: charset*language
+        last, after_word = match.end(), True
+    out.append(value[last:])
+    return "".join(out)
