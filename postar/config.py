@@ -102,7 +102,8 @@ class Limits:
                                "(RFC 5321 §4.5.3.2.7 asks for at least 300).", 300.0)
     shutdown_grace: float = _doc("Seconds running transactions get to finish on SIGTERM.", 30.0)
     quota: int = _doc("Storage per account in bytes, reported by IMAP QUOTA (RFC 9208); "
-                      "APPEND beyond it gets NO [OVERQUOTA]. 0 is no limit.", 0)
+                      "APPEND beyond it gets NO [OVERQUOTA], and mail for a full account "
+                      "452 4.2.2 at RCPT. 0 is no limit.", 0)
     auth_cache_ttl: float = _doc("Seconds a verified login is remembered so repeated logins "
                                  "skip the argon2id check; a changed or revoked password "
                                  "misses at once. 0 turns the cache off.", 3600.0)

@@ -239,10 +239,23 @@ class Session:
                 return Step(replies.RELAY_DENIED(f"<{text}>: Relay access denied"))
             transaction.outbound.append(OutboundRecipient(text, params.notify, params.orcpt))
         else:
+            if await self._any_over_quota(route.accounts, transaction.params.size):
+                return Step(replies.MAILBOX_FULL(f"<{text}>: Mailbox full"))
             transaction.local_accounts |= route.accounts
             transaction.outbound += [OutboundRecipient(f, params.notify, params.orcpt) for f in route.forwards]
         transaction.recipients.append(text)
         return Step(replies.RECIPIENT_OK)
+
+    async def _any_over_quota(self, accounts: frozenset[int], declared_size: int) -> bool:
+        """Whether a recipient's storage (``limits.quota``) cannot take the message: 452 4.2.2
+        (RFC 3463: mailbox full), temporary, so the sender retries once mail is deleted."""
+        quota = self.context.config.limits.quota
+        if not quota:
+            return False
+        for account_id in accounts:
+            if await self.context.store.account_usage(account_id) + declared_size > quota:
+                return True
+        return False
 
     async def do_data(self, command: Data) -> Step:
         """DATA (RFC 5321 §4.1.1.4); the payload comes back through handle_data."""

@@ -250,3 +250,18 @@ def test_half_closed_client_still_gets_every_reply(server):
     codes = [line[:3] for line in received.split(b"\r\n") if line[3:4] == b" "]
     assert codes == [b"220", b"250", b"250", b"250", b"354", b"250", b"221"]
     assert len(find(server, USERS[0], marker)) == 1
+
+
+def test_recipient_over_quota_is_452_4_2_2_and_imap_reports_it(start_server):
+    private = start_server(extra_limits="quota = 4096")
+    client = private.smtp()
+    client.sendmail("bob@remote.test", [USERS[1]], message(body="x" * 3000 + "\r\n", to=USERS[1]))
+    client.mail("bob@remote.test", ["SIZE=2000"])
+    code, text = client.rcpt(USERS[1])
+    assert (code, text.split()[0]) == (replies.MAILBOX_FULL.code, b"4.2.2")
+    assert client.rcpt(USERS[0])[0] == 250  # another account still has room
+    client.quit()
+    imap = private.imap(USERS[1])
+    typ, data = imap.getquotaroot("INBOX")
+    assert typ == "OK" and data[1][0].startswith(b'"" (STORAGE 3 4)')
+    imap.logout()
