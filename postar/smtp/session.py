@@ -217,7 +217,6 @@ class Session:
     async def do_rcpt(self, command: RcptTo) -> Step:
         """RCPT TO (RFC 5321 §4.1.1.3): local recipients always, others only after AUTH."""
         transaction = self.transaction
-        assert transaction is not None  # the gate checked it
         if transaction.chunks is not None:
             return Step(replies.BAD_SEQUENCE("Error: RCPT after BDAT"))
         if len(transaction.recipients) >= self.context.config.limits.recipients:
@@ -259,20 +258,17 @@ class Session:
 
     async def do_data(self, command: Data) -> Step:
         """DATA (RFC 5321 §4.1.1.4); the payload comes back through handle_data."""
-        assert self.transaction is not None
         if self.transaction.chunks is not None:
             return Step(replies.BAD_SEQUENCE("Error: DATA after BDAT"))
         return Step(replies.START_DATA, Next.DATA)
 
     async def _finish_data(self, payload: bytes | TooBig) -> Step:
         transaction, self.transaction = self.transaction, None
-        assert transaction is not None
         return await self._deliver(transaction, payload)
 
     async def do_bdat(self, command: Bdat) -> Step:
         """BDAT (RFC 3030 §2): the chunk is always read, even when it is refused."""
         transaction = self.transaction
-        assert transaction is not None
         if transaction.chunks is None:
             transaction.chunks = []
         return Step(None, Next.CHUNK, command.size, command.last)
@@ -285,7 +281,6 @@ class Session:
 
     async def _take_chunk(self, payload: bytes | TooBig, last: bool) -> Step:
         transaction = self.transaction
-        assert transaction is not None and transaction.chunks is not None
         if transaction.chunk_refusal is not None:
             refusal = transaction.chunk_refusal
             self.transaction = None
@@ -320,7 +315,6 @@ class Session:
         if refusal is not None:
             self._log(transaction, "-", 0, refusal)
             return Step(refusal)
-        assert isinstance(payload, bytes)
         queue_id = new_queue_id()
         sender = str(transaction.sender) if transaction.sender else ""
         await accept(
@@ -359,7 +353,6 @@ class Session:
         return self._login_step(await self._login.start(command.mechanism, command.initial_response))
 
     async def _continue_login(self, line: bytes) -> Step:
-        assert self._login is not None
         return self._login_step(await self._login.respond(line))
 
     def _login_step(self, outcome: Reply | Account) -> Step:
