@@ -86,13 +86,22 @@ def is_memory_backed(path: Path) -> bool:
 
 
 class Instance:
-    """A server started on entering a ``with`` block and stopped on leaving it."""
+    """A server started on entering a ``with`` block and stopped on leaving it.
+
+    Subclasses keep the server's ``subprocess.Popen`` in ``self.process``.
+    """
+
+    process: subprocess.Popen | None = None
 
     def start(self) -> None:
         raise NotImplementedError
 
     def stop(self) -> None:
         raise NotImplementedError
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def __enter__(self):
         try:

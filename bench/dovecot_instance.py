@@ -72,10 +72,6 @@ class DovecotInstance(Instance):
         self.log_file = root / "dovecot.log"
         self.process: subprocess.Popen | None = None
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
     def maildir(self, user: str) -> Path:
         """The Maildir of `user` (mail_location = maildir:<mail_base>/%u)."""
         return self.mail_base / user

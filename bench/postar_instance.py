@@ -70,10 +70,6 @@ class PostarInstance(Instance):
         self.log_file = root / "postar.log"
         self.process: subprocess.Popen | None = None
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
     def start(self) -> None:
         """Write the config, add the domain and users, start `postar run`, wait for it."""
         self.root.mkdir(parents=True, exist_ok=True)

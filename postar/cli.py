@@ -207,9 +207,7 @@ def user_passwd(ctx: click.Context, address: str, password_stdin: bool) -> None:
 @click.pass_context
 def user_disable(ctx: click.Context, address: str) -> None:
     """Refuse all logins of an account (its mail is still received)."""
-    address = _address(address)
-    _with_store(ctx, lambda s: s.set_disabled(address, True))
-    click.echo(f"user {address} disabled")
+    _set_disabled(ctx, address, True)
 
 
 @user.command("enable")
@@ -217,9 +215,13 @@ def user_disable(ctx: click.Context, address: str) -> None:
 @click.pass_context
 def user_enable(ctx: click.Context, address: str) -> None:
     """Allow logins of a disabled account again."""
+    _set_disabled(ctx, address, False)
+
+
+def _set_disabled(ctx: click.Context, address: str, disabled: bool) -> None:
     address = _address(address)
-    _with_store(ctx, lambda s: s.set_disabled(address, False))
-    click.echo(f"user {address} enabled")
+    _with_store(ctx, lambda s: s.set_disabled(address, disabled))
+    click.echo(f"user {address} {'disabled' if disabled else 'enabled'}")
 
 
 @user.command("imap")
