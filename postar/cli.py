@@ -2,7 +2,8 @@
 
     postar [--config FILE] run
     postar domain add|list|del
-    postar user add|list|del|passwd|disable|enable|app-password|app-passwords|app-password-revoke
+    postar user add|list|del|passwd|disable|enable|imap|app-password|app-passwords|app-password-revoke
+    postar user pop show|access|on-retrieve
     postar alias add|list|del
     postar queue list
     postar config sample|doc|check
@@ -22,7 +23,7 @@ from rich.table import Table
 from postar import config as config_module
 from postar.auth.passwords import app_password_key, hash_password, make_app_password
 from postar.smtp.parser import parse_mailbox
-from postar.store import StoreError
+from postar.store import PopAccess, PopAction, PopSettings, StoreError
 from postar.store.sqlite import SQLiteStore
 
 DEFAULT_CONFIG = "/etc/postar/postar.toml"
@@ -233,6 +234,60 @@ def user_imap(ctx: click.Context, address: str, switch: str) -> None:
     address = _address(address)
     _with_store(ctx, lambda s: s.set_imap_enabled(address, switch == "on"))
     click.echo(f"IMAP access of {address} {switch}")
+
+
+_ACCESS_TEXT = {PopAccess.OFF: "off", PopAccess.ALL: "on for all mail",
+                PopAccess.NEW: "on for mail that arrives from now on"}
+_ACTION_TEXT = {PopAction.KEEP: "keep it in the INBOX", PopAction.READ: "keep it, marked read",
+                PopAction.ARCHIVE: "archive it", PopAction.TRASH: "move it to Trash"}
+
+
+@user.group("pop")
+def user_pop() -> None:
+    """See and change an account's POP settings (as Gmail offers them)."""
+
+
+def _show_pop(address: str, settings: PopSettings) -> None:
+    click.echo(f"POP access of {address}: {_ACCESS_TEXT[settings.access]}")
+    click.echo(f"when a message is downloaded with POP: {_ACTION_TEXT[settings.on_retrieve]}")
+
+
+@user_pop.command("show")
+@click.argument("address")
+@click.pass_context
+def user_pop_show(ctx: click.Context, address: str) -> None:
+    """Show the POP settings."""
+    address = _address(address)
+
+    async def read(store: SQLiteStore) -> PopSettings:
+        account = await store.find_account(address)
+        if account is None:
+            raise StoreError(f"no account {address}")
+        return await store.pop_settings(account.id)
+    _show_pop(address, _with_store(ctx, read))
+
+
+@user_pop.command("access")
+@click.argument("address")
+@click.argument("access", type=click.Choice([a.value for a in PopAccess]))
+@click.pass_context
+def user_pop_access(ctx: click.Context, address: str, access: str) -> None:
+    """POP access: off, all (all mail), new (only mail that arrives from now on)."""
+    address = _address(address)
+    _show_pop(address, _with_store(ctx, lambda s: s.set_pop_settings(address, access=PopAccess(access))))
+
+
+@user_pop.command("on-retrieve")
+@click.argument("address")
+@click.argument("action", type=click.Choice([a.value for a in PopAction]))
+@click.pass_context
+def user_pop_on_retrieve(ctx: click.Context, address: str, action: str) -> None:
+    """What a POP download does: keep, read (mark read), archive, trash.
+
+    A message the client deletes leaves the INBOX: into Archive or Trash with
+    archive or trash, deleted for good with keep or read."""
+    address = _address(address)
+    _show_pop(address, _with_store(ctx, lambda s: s.set_pop_settings(address, on_retrieve=PopAction(action))))
 
 
 @user.command("app-password")

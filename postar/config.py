@@ -42,7 +42,7 @@ DEFAULT_PORTS = {
     "smtp": 2525, "submission": 5870, "submissions": 4650,
     "imap": 1430, "imaps": 9930, "pop3": 1100, "pop3s": 9950, "web": 8443,
 }
-SERVED_NOW = ("smtp", "submission", "submissions", "imap", "imaps")
+SERVED_NOW = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 
 
 def _default_listen(name: str) -> str:
@@ -68,8 +68,11 @@ class Listen:
                      factory=lambda: _default_listen("imap"))
     imaps: str = _doc("IMAP over implicit TLS. Default 0.0.0.0:9930; the standard port is 993.",
                       factory=lambda: _default_listen("imaps"))
-    pop3: str = _doc("POP3 with STLS (not served yet).", "")
-    pop3s: str = _doc("POP3 over implicit TLS (not served yet).", "")
+    pop3: str = _doc("POP3 with STLS; USER/PASS and AUTH only after it. "
+                     "Default 0.0.0.0:1100; the standard port is 110.",
+                     factory=lambda: _default_listen("pop3"))
+    pop3s: str = _doc("POP3 over implicit TLS. Default 0.0.0.0:9950; the standard port is 995.",
+                      factory=lambda: _default_listen("pop3s"))
     web: str = _doc("Web settings and autoconfig (not served yet).", "")
 
 

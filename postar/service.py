@@ -24,6 +24,8 @@ from postar.context import Context
 from postar.imap.server import IMAPListener
 from postar.imap.views import MailboxViews
 from postar.listener import ConnectionCounter, Listener
+from postar.pop3.maildrop import MaildropLocks
+from postar.pop3.server import POP3Listener
 from postar.smtp.server import SMTPListener
 from postar.smtp.session import Port
 from postar.store.sqlite import SQLiteStore
@@ -61,6 +63,9 @@ async def run(config: Config, config_path: str | None) -> None:
         views = MailboxViews()  # both IMAP listeners share the cached mailbox views
         listeners += [("imap", IMAPListener(context, "imap", ssl_context, counter, False, views)),
                       ("imaps", IMAPListener(context, "imaps", ssl_context, counter, True, views))]
+        locks = MaildropLocks()  # one POP3 session per account, over both POP3 listeners
+        listeners += [("pop3", POP3Listener(context, "pop3", ssl_context, counter, False, locks)),
+                      ("pop3s", POP3Listener(context, "pop3s", ssl_context, counter, True, locks))]
         listening = []
         for name, listener in listeners:
             address = getattr(config.listen, name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import os
+import poplib
 import re
 import signal
 import smtplib
@@ -142,6 +143,13 @@ class Server:
         client.login(user, password)
         return client
 
+    def pop3(self, user: str = USERS[0], password: str = PASSWORD) -> poplib.POP3_SSL:
+        """Logged in (USER/PASS) over POP3 on the implicit-TLS port."""
+        client = poplib.POP3_SSL("127.0.0.1", self.ports["pop3s"], context=self.client_tls(), timeout=30)
+        client.user(user)
+        client.pass_(password)
+        return client
+
     def messages(self, address: str, mailbox: str = "INBOX") -> list[StoredMessage]:
         """What the store holds for ``address``, read through the store's own interface."""
         async def read() -> list[StoredMessage]:
@@ -175,7 +183,7 @@ def make_server(root: Path, ca: trustme.CA, extra_limits: str = "") -> Server:
     cert = ca.issue_cert(HOSTNAME, "localhost", "127.0.0.1")
     cert.private_key_pem.write_to_path(str(root / "key.pem"))
     cert.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
-    ports = {name: free_port() for name in ("smtp", "submission", "submissions", "imap", "imaps")}
+    ports = {name: free_port() for name in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")}
     config = root / "postar.toml"
     config.write_text(f"""
 hostname = "{HOSTNAME}"
@@ -186,6 +194,8 @@ submission = "127.0.0.1:{ports['submission']}"
 submissions = "127.0.0.1:{ports['submissions']}"
 imap = "127.0.0.1:{ports['imap']}"
 imaps = "127.0.0.1:{ports['imaps']}"
+pop3 = "127.0.0.1:{ports['pop3']}"
+pop3s = "127.0.0.1:{ports['pop3s']}"
 [tls]
 cert = "{root / 'cert.pem'}"
 key = "{root / 'key.pem'}"

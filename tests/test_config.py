@@ -24,7 +24,8 @@ def test_defaults_need_no_file():
     loaded = config.load(None)
     assert loaded.listen.smtp == "0.0.0.0:2525"
     assert loaded.listen.imap == "0.0.0.0:1430"
-    assert loaded.listen.pop3 == ""
+    assert (loaded.listen.pop3, loaded.listen.pop3s) == ("0.0.0.0:1100", "0.0.0.0:9950")
+    assert loaded.listen.web == ""
     assert loaded.limits.message_size > 0
 
 

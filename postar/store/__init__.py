@@ -15,7 +15,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Callable, Mapping, Sequence
 
     from postar.store.events import Watch
 
@@ -199,6 +199,33 @@ class MailboxStatus:
     highestmodseq: int
 
 
+class PopAccess(Enum):
+    OFF = "off"
+    ALL = "all"  # every message in the INBOX
+    NEW = "new"  # only mail that arrives after POP was turned on this way
+
+
+class PopAction(Enum):
+    """What a POP download does to the message in the store (at QUIT), as Gmail offers."""
+
+    KEEP = "keep"        # leave it in the INBOX as it is
+    READ = "read"        # leave it, marked \Seen
+    ARCHIVE = "archive"  # move it to Archive
+    TRASH = "trash"      # move it to Trash
+
+
+@dataclass(frozen=True)
+class PopSettings:
+    access: PopAccess
+    on_retrieve: PopAction
+    from_uid: int = 0  # with NEW: INBOX messages below this UID are not offered
+
+
+class PopMessage(NamedTuple):
+    uid: int
+    size: int  # octets as POP3 sends the message (CRLF line endings), before byte-stuffing
+
+
 class FlagMode(Enum):
     SET = "set"
     ADD = "add"
@@ -327,6 +354,22 @@ class Store(Protocol):
 
     async def account_usage(self, account_id: int) -> int:
         """Octets of all the account's messages (for QUOTA)."""
+
+    async def settle(self, mailbox_id: int, *, seen: "Sequence[int]" = (),
+                     moves: "Mapping[int, Sequence[int]] | None" = None, remove: "Sequence[int]" = ()) -> None:
+        """In one durable transaction: flag ``seen`` \\Seen, move ``moves`` (target mailbox id to
+        UIDs) and remove ``remove``; UIDs no longer there are skipped."""
+
+    # POP3 ------------------------------------------------------------------------
+    async def pop_settings(self, account_id: int) -> PopSettings:
+        """Raises NotFound."""
+
+    async def set_pop_settings(self, address: str, access: PopAccess | None = None,
+                               on_retrieve: PopAction | None = None) -> PopSettings:
+        """Changes what is given; NEW (set again or anew) offers mail arriving from now on. Raises NotFound."""
+
+    async def pop_messages(self, mailbox_id: int, from_uid: int = 0) -> list[PopMessage]:
+        """The mailbox's messages from ``from_uid`` on, in UID order, with their POP3 sizes."""
 
     def watch(self, mailbox_id: int, on_change: "Callable[[], None] | None" = None) -> "Watch":
         """Be told when the mailbox changes (delivery, another session); ``on_change`` is called too."""

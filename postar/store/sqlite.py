@@ -15,12 +15,14 @@ import sqlite3
 import time
 from pathlib import Path
 
+from postar.message.lines import crlf_extra
 from postar.store import (
     SPECIAL_MAILBOXES, Account, AlreadyExists, Alias, AppPassword, Credentials, Delivery,
     MailboxInfo, NotFound, OutboundRecipient, QueueEntry, StoredMessage, StoreError,
 )
 from postar.store.events import ChangeHub
 from postar.store.sqlite_mail import MailStoreMixin, collect_garbage, new_uidvalidity
+from postar.store.sqlite_pop import PopStoreMixin
 from postar.store.writer import GroupCommitWriter
 
 DATABASE_NAME = "postar.sqlite3"
@@ -62,6 +64,15 @@ def _migrate(connection: sqlite3.Connection) -> None:
             raise
 
 
+def _count_line_endings(connection: sqlite3.Connection) -> None:
+    """Fill in ``blobs.pop_extra`` for blobs stored before migration 0003 added it."""
+    while rows := connection.execute("SELECT id, data FROM blobs WHERE pop_extra IS NULL LIMIT 1000").fetchall():
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany("UPDATE blobs SET pop_extra = ? WHERE id = ?",
+                               [(crlf_extra(data), blob_id) for blob_id, data in rows])
+        connection.execute("COMMIT")
+
+
 def _domain_of(address: str) -> str:
     return address.rpartition("@")[2]
 
@@ -73,7 +84,7 @@ def _account(row: tuple) -> Account:
 _ACCOUNT_COLUMNS = "id, address, disabled, imap_enabled"
 
 
-class SQLiteStore(MailStoreMixin):
+class SQLiteStore(MailStoreMixin, PopStoreMixin):
     """The ``postar.store.Store`` on SQLite. Open with ``await SQLiteStore.open(dir)``."""
 
     def __init__(self, path: Path):
@@ -91,6 +102,7 @@ class SQLiteStore(MailStoreMixin):
         setup = _connect(path)
         try:
             _migrate(setup)
+            _count_line_endings(setup)
         finally:
             setup.close()
         return cls(path)
@@ -317,7 +329,8 @@ class SQLiteStore(MailStoreMixin):
 def _write_delivery(c: sqlite3.Connection, d: Delivery) -> list[int]:
     """Returns the ids of the mailboxes it added to."""
     inboxes = []
-    blob_id = c.execute("INSERT INTO blobs(data, summary) VALUES (?, ?)", (d.data, d.summary)).lastrowid
+    blob_id = c.execute("INSERT INTO blobs(data, summary, pop_extra) VALUES (?, ?, ?)",
+                        (d.data, d.summary, crlf_extra(d.data))).lastrowid
     size = len(d.header_prefix) + len(d.data)
     for account_id in d.local_accounts:
         box = c.execute(

@@ -15,6 +15,7 @@ import sqlite3
 import time
 from typing import Any, Callable
 
+from postar.message.lines import crlf_extra
 from postar.store import (
     AlreadyExists, FlagMode, Mailbox, MailboxChanges, MailboxStatus, MessageInfo, MessageState, NotFound,
     StoreError,
@@ -246,7 +247,8 @@ class MailStoreMixin:
         def write(c: sqlite3.Connection) -> tuple[int, list[int]]:
             if c.execute("SELECT 1 FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone() is None:
                 raise NotFound("the mailbox no longer exists")
-            blob_id = c.execute("INSERT INTO blobs(data, summary) VALUES (?, ?)", (data, summary)).lastrowid
+            blob_id = c.execute("INSERT INTO blobs(data, summary, pop_extra) VALUES (?, ?, ?)",
+                                (data, summary, crlf_extra(data))).lastrowid
             uid, modseq = _next_uid(c, mailbox_id), _next_modseq(c, mailbox_id)
             c.execute("INSERT INTO messages(mailbox_id, uid, blob_id, header_prefix, size, flags, internal_date, "
                       "modseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
