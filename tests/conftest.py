@@ -162,6 +162,16 @@ class Server:
                 await store.close()
         return asyncio.run(read())
 
+    def store_problems(self) -> list[str]:
+        """What the store's own consistency check finds (an empty list when all is well)."""
+        async def check() -> list[str]:
+            store = await SQLiteStore.open(self.data_dir)
+            try:
+                return await store.check()
+            finally:
+                await store.close()
+        return asyncio.run(check())
+
     def queue(self) -> list:
         async def read() -> list:
             store = await SQLiteStore.open(self.data_dir)

@@ -9,7 +9,6 @@ flight finish and be stored, tell every other session 421 4.3.2 and exit 0.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import smtplib
 import socket
@@ -17,7 +16,6 @@ import threading
 import uuid
 
 from postar.smtp import replies
-from postar.store.sqlite import SQLiteStore
 from tests.conftest import USERS, message
 
 THREADS = 8
@@ -37,16 +35,6 @@ def reply_line(reply) -> tuple[int, str]:
 
 def expected(reply: replies.Reply) -> tuple[int, str]:
     return reply.code, f"{reply.enhanced} {reply.text}"
-
-
-def store_problems(server) -> list[str]:
-    async def check() -> list[str]:
-        store = await SQLiteStore.open(server.data_dir)
-        try:
-            return await store.check()
-        finally:
-            await store.close()
-    return asyncio.run(check())
 
 
 def body_for(marker: str) -> str:
@@ -142,7 +130,7 @@ def test_sigkill_under_load_loses_no_acknowledged_message(start_server):
         assert copy.size == len(copy.content)
     uids = [m.uid for m in stored]
     assert len(set(uids)) == len(uids)
-    assert store_problems(server) == []
+    assert server.store_problems() == []
 
     server.start()
     marker = unique()
@@ -151,7 +139,7 @@ def test_sigkill_under_load_loses_no_acknowledged_message(start_server):
     client.quit()
     [new] = [m for m in server.messages(USERS[0]) if marker.encode() in m.content]
     assert new.uid > max(uids)
-    assert store_problems(server) == []
+    assert server.store_problems() == []
 
 
 def test_sigkill_right_after_250_keeps_the_message(start_server):
@@ -167,7 +155,7 @@ def test_sigkill_right_after_250_keeps_the_message(start_server):
         client.close()
         [stored] = [m for m in server.messages(USERS[1]) if marker.encode() in m.content]
         assert stored.content.endswith(raw)
-        assert store_problems(server) == []
+        assert server.store_problems() == []
         server.start()
 
 
@@ -202,7 +190,7 @@ def test_sigterm_lets_the_transaction_in_flight_finish(start_server):
 
     [stored] = [m for m in server.messages(USERS[0]) if marker.encode() in m.content]
     assert stored.content.endswith(raw)
-    assert store_problems(server) == []
+    assert server.store_problems() == []
 
 
 def test_sigterm_closes_the_listeners(start_server):
