@@ -100,7 +100,7 @@ class Limits:
     failed_login_window: float = _doc("Seconds over which failed logins are counted.", 600.0)
     failed_login_delay: float = _doc("Seconds each failed login waits before its reply "
                                      "(as Dovecot's auth_failure_delay).", 2.0)
-    errors: int = _doc("Protocol errors in one session before it is closed with 421.", 20)
+    errors: int = _doc("Protocol errors in one session before it is closed (SMTP 421, IMAP BYE, POP3 -ERR).", 20)
     idle_timeout: float = _doc("Seconds a session may wait between commands "
                                "(RFC 5321 §4.5.3.2.7 asks for at least 300).", 300.0)
     shutdown_grace: float = _doc("Seconds running transactions get to finish on SIGTERM.", 30.0)
