@@ -7,18 +7,18 @@ import base64
 import itertools
 import re
 import socket
-import ssl
 import uuid
 
 from imapclient import IMAPClient
 
 from tests.conftest import PASSWORD, USERS, message
+from tests.raw import RawConnection
 
 LITERAL_AT_END = re.compile(rb"~?\{(\d+)\}\r\n$")
 OPEN: list["Wire"] = []  # closed after each test (tests/imap/conftest.py)
 
 
-class Wire:
+class Wire(RawConnection):
     """One raw IMAP connection, a command at a time: ``wire.expect("NO [TRYCREATE]", "APPEND x {1+}\\r\\nx")``.
 
     ``expect`` sends a tagged command, reads up to its tagged reply, checks that
@@ -27,9 +27,8 @@ class Wire:
     """
 
     def __init__(self, sock: socket.socket):
+        super().__init__(sock)
         OPEN.append(self)
-        self.sock = sock
-        self.buffer = b""
         self.tags = itertools.count(1)
         self.tagged = b""  # the last tagged reply
         self.greeting = self.response()
@@ -53,27 +52,9 @@ class Wire:
         assert self.buffer == b"", "nothing may follow the STARTTLS reply in plain text"
         self.sock = server.client_tls().wrap_socket(self.sock, server_hostname="127.0.0.1")
 
-    def send(self, data: bytes | str) -> None:
-        self.sock.sendall(data.encode() if isinstance(data, str) else data)
-
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError(f"connection closed; unread: {self.buffer!r}")
-        self.buffer += data
-
     def line(self) -> bytes:
         """The next line, with its CRLF."""
-        while b"\r\n" not in self.buffer:
-            self._fill()
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line + b"\r\n"
-
-    def exactly(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            self._fill()
-        data, self.buffer = self.buffer[:size], self.buffer[size:]
-        return data
+        return self.line_with_crlf()
 
     def response(self) -> bytes:
         """One whole response, its literals inline, without the final CRLF."""
@@ -98,16 +79,6 @@ class Wire:
                 assert response[len(tag) + 1:].startswith(status.encode()), (response, untagged)
                 return untagged
             untagged.append(response)
-
-    def closed(self) -> bool:
-        """Whether the server has closed the connection (after what is still buffered)."""
-        try:
-            return self.sock.recv(1) == b""
-        except (ConnectionResetError, ssl.SSLEOFError):
-            return True
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def quote(text: str) -> str:

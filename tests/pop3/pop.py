@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import socket
 import time
-import ssl
 
 from tests.conftest import PASSWORD
+from tests.raw import RawConnection
 
 OPEN: list["Pop"] = []  # closed after each test (tests/pop3/conftest.py)
 
 
-class Pop:
+class Pop(RawConnection):
     def __init__(self, sock: socket.socket):
+        super().__init__(sock)
         OPEN.append(self)
-        self.sock = sock
-        self.buffer = b""
         self.greeting = self.line()
 
     @classmethod
@@ -39,21 +38,9 @@ class Pop:
         assert self.buffer == b"", "nothing may follow the STLS reply in plain text"
         self.sock = server.client_tls().wrap_socket(self.sock, server_hostname="127.0.0.1")
 
-    def send(self, data: bytes | str) -> None:
-        self.sock.sendall(data.encode() if isinstance(data, str) else data)
-
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError(f"connection closed; unread: {self.buffer!r}")
-        self.buffer += data
-
     def line(self) -> bytes:
         """The next line without its CRLF."""
-        while b"\r\n" not in self.buffer:
-            self._fill()
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
+        return self.line_with_crlf()[:-2]
 
     def command(self, text: str | bytes) -> bytes:
         """Send one command; its status line."""
@@ -80,15 +67,6 @@ class Pop:
 
     def lines(self, text: str) -> list[bytes]:
         return self.multi(text)[1].splitlines()
-
-    def closed(self) -> bool:
-        try:
-            return self.sock.recv(1) == b""
-        except (ConnectionResetError, ssl.SSLEOFError):
-            return True
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def unstuff(body: bytes) -> bytes:
