@@ -1,122 +1,20 @@
-"""The ``postar`` command: run the service, and noun-verb admin commands on the store.
-
-    postar [--config FILE] run
-    postar domain add|list|del
-    postar user add|list|del|passwd|disable|enable|imap|app-password|app-passwords|app-password-revoke
-    postar user pop show|access|on-retrieve
-    postar alias add|list|del
-    postar queue list
-    postar config sample|doc|check
-"""
+"""``postar domain``, ``postar user`` (with ``user pop``) and ``postar alias``."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-from typing import Any, Awaitable, Callable
-
 import click
 from rich.console import Console
-from rich.table import Table
 
-from postar import config as config_module
 from postar.auth.passwords import app_password_key, hash_password, make_app_password
+from postar.cli.common import new_table, parse_address, read_password, with_store
 from postar.smtp.parser import parse_mailbox
 from postar.store import PopAccess, PopAction, PopSettings, StoreError
 from postar.store.sqlite import SQLiteStore
 
-DEFAULT_CONFIG = "/etc/postar/postar.toml"
-
-
-def _config_path(given: str | None) -> str | None:
-    if given:
-        return given
-    from_env = os.environ.get("POSTAR_CONFIG")
-    if from_env:
-        return from_env
-    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
-
-
-def _load(ctx: click.Context) -> config_module.Config:
-    try:
-        return config_module.load(ctx.obj["config_path"])
-    except config_module.ConfigError as e:
-        raise click.ClickException(str(e)) from None
-
-
-def _with_store(ctx: click.Context, work: Callable[[SQLiteStore], Awaitable[Any]]) -> Any:
-    config = _load(ctx)
-
-    async def main() -> Any:
-        store = await SQLiteStore.open(config.data_path)
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(main())
-    except StoreError as e:
-        raise click.ClickException(str(e)) from None
-
-
-def _address(text: str) -> str:
-    mailbox = parse_mailbox(text.strip())
-    if mailbox is None or mailbox.domain.startswith("["):
-        raise click.BadParameter(f"{text!r} is not an e-mail address like alice@example.org")
-    return f"{mailbox.local}@{mailbox.domain}".lower()
-
-
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    elif sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        raise click.UsageError("no terminal to ask for the password: use --password-stdin")
-    if len(password) < 8:
-        raise click.ClickException("the password must have at least 8 characters")
-    return password
-
-
-def _table(*columns: str) -> Table:
-    table = Table(*columns)
-    return table
-
-
-@click.group()
-@click.option("--config", "config_path", metavar="FILE", help=f"Config file (default {DEFAULT_CONFIG} "
-              "if it exists, or $POSTAR_CONFIG; else built-in defaults).")
-@click.version_option(package_name="postar")
-@click.pass_context
-def main(ctx: click.Context, config_path: str | None) -> None:
-    """postar: mail on your own domain."""
-    ctx.obj = {"config_path": _config_path(config_path)}
-
-
-@main.command()
-@click.pass_context
-def run(ctx: click.Context) -> None:
-    """Run every configured listener in the foreground until SIGTERM/SIGINT."""
-    from postar import log, service
-
-    config = _load(ctx)
-    log.configure(config.log_level)
-    try:
-        import uvloop
-        runner: Callable[..., Any] = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    try:
-        runner(service.run(config, ctx.obj["config_path"]))
-    except service.StartupError as e:
-        raise click.ClickException(str(e)) from None
-
 
 # Domains -------------------------------------------------------------------------
 
-@main.group()
+@click.group()
 def domain() -> None:
     """Mail domains served here."""
 
@@ -129,7 +27,7 @@ def domain_add(ctx: click.Context, name: str) -> None:
     name = name.strip().lower().rstrip(".")
     if parse_mailbox(f"x@{name}") is None or name.startswith("["):
         raise click.BadParameter(f"{name!r} is not a domain name")
-    _with_store(ctx, lambda s: s.add_domain(name))
+    with_store(ctx, lambda s: s.add_domain(name))
     click.echo(f"domain {name} added")
 
 
@@ -137,7 +35,7 @@ def domain_add(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def domain_list(ctx: click.Context) -> None:
     """List the domains."""
-    for name in _with_store(ctx, lambda s: s.list_domains()):
+    for name in with_store(ctx, lambda s: s.list_domains()):
         click.echo(name)
 
 
@@ -146,13 +44,13 @@ def domain_list(ctx: click.Context) -> None:
 @click.pass_context
 def domain_del(ctx: click.Context, name: str) -> None:
     """Stop serving domain NAME (it must have no accounts left)."""
-    _with_store(ctx, lambda s: s.delete_domain(name.lower()))
+    with_store(ctx, lambda s: s.delete_domain(name.lower()))
     click.echo(f"domain {name} deleted")
 
 
 # Users ---------------------------------------------------------------------------
 
-@main.group()
+@click.group()
 def user() -> None:
     """Accounts; the login name is always the full e-mail address."""
 
@@ -163,9 +61,9 @@ def user() -> None:
 @click.pass_context
 def user_add(ctx: click.Context, address: str, password_stdin: bool) -> None:
     """Add an account with its INBOX, Sent, Drafts, Trash, Junk and Archive."""
-    address = _address(address)
-    password_hash = hash_password(_read_password(password_stdin))
-    _with_store(ctx, lambda s: s.add_account(address, password_hash))
+    address = parse_address(address)
+    password_hash = hash_password(read_password(password_stdin))
+    with_store(ctx, lambda s: s.add_account(address, password_hash))
     click.echo(f"user {address} added")
 
 
@@ -173,8 +71,8 @@ def user_add(ctx: click.Context, address: str, password_stdin: bool) -> None:
 @click.pass_context
 def user_list(ctx: click.Context) -> None:
     """List the accounts."""
-    accounts = _with_store(ctx, lambda s: s.list_accounts())
-    table = _table("address", "state", "IMAP")
+    accounts = with_store(ctx, lambda s: s.list_accounts())
+    table = new_table("address", "state", "IMAP")
     for account in accounts:
         table.add_row(account.address, "disabled" if account.disabled else "enabled",
                       "on" if account.imap_enabled else "off")
@@ -186,8 +84,8 @@ def user_list(ctx: click.Context) -> None:
 @click.pass_context
 def user_del(ctx: click.Context, address: str) -> None:
     """Delete an account and all its mail."""
-    address = _address(address)
-    _with_store(ctx, lambda s: s.delete_account(address))
+    address = parse_address(address)
+    with_store(ctx, lambda s: s.delete_account(address))
     click.echo(f"user {address} deleted")
 
 
@@ -197,9 +95,9 @@ def user_del(ctx: click.Context, address: str) -> None:
 @click.pass_context
 def user_passwd(ctx: click.Context, address: str, password_stdin: bool) -> None:
     """Change an account's password."""
-    address = _address(address)
-    password_hash = hash_password(_read_password(password_stdin))
-    _with_store(ctx, lambda s: s.set_password(address, password_hash))
+    address = parse_address(address)
+    password_hash = hash_password(read_password(password_stdin))
+    with_store(ctx, lambda s: s.set_password(address, password_hash))
     click.echo(f"password of {address} changed")
 
 
@@ -220,8 +118,8 @@ def user_enable(ctx: click.Context, address: str) -> None:
 
 
 def _set_disabled(ctx: click.Context, address: str, disabled: bool) -> None:
-    address = _address(address)
-    _with_store(ctx, lambda s: s.set_disabled(address, disabled))
+    address = parse_address(address)
+    with_store(ctx, lambda s: s.set_disabled(address, disabled))
     click.echo(f"user {address} {'disabled' if disabled else 'enabled'}")
 
 
@@ -231,8 +129,8 @@ def _set_disabled(ctx: click.Context, address: str, disabled: bool) -> None:
 @click.pass_context
 def user_imap(ctx: click.Context, address: str, switch: str) -> None:
     """Turn IMAP access of an account on or off (on by default)."""
-    address = _address(address)
-    _with_store(ctx, lambda s: s.set_imap_enabled(address, switch == "on"))
+    address = parse_address(address)
+    with_store(ctx, lambda s: s.set_imap_enabled(address, switch == "on"))
     click.echo(f"IMAP access of {address} {switch}")
 
 
@@ -257,14 +155,14 @@ def _show_pop(address: str, settings: PopSettings) -> None:
 @click.pass_context
 def user_pop_show(ctx: click.Context, address: str) -> None:
     """Show the POP settings."""
-    address = _address(address)
+    address = parse_address(address)
 
     async def read(store: SQLiteStore) -> PopSettings:
         account = await store.find_account(address)
         if account is None:
             raise StoreError(f"no account {address}")
         return await store.pop_settings(account.id)
-    _show_pop(address, _with_store(ctx, read))
+    _show_pop(address, with_store(ctx, read))
 
 
 @user_pop.command("access")
@@ -273,8 +171,8 @@ def user_pop_show(ctx: click.Context, address: str) -> None:
 @click.pass_context
 def user_pop_access(ctx: click.Context, address: str, access: str) -> None:
     """POP access: off, all (all mail), new (only mail that arrives from now on)."""
-    address = _address(address)
-    _show_pop(address, _with_store(ctx, lambda s: s.set_pop_settings(address, access=PopAccess(access))))
+    address = parse_address(address)
+    _show_pop(address, with_store(ctx, lambda s: s.set_pop_settings(address, access=PopAccess(access))))
 
 
 @user_pop.command("on-retrieve")
@@ -286,8 +184,8 @@ def user_pop_on_retrieve(ctx: click.Context, address: str, action: str) -> None:
 
     A message the client deletes leaves the INBOX: into Archive or Trash with
     archive or trash, deleted for good with keep or read."""
-    address = _address(address)
-    _show_pop(address, _with_store(ctx, lambda s: s.set_pop_settings(address, on_retrieve=PopAction(action))))
+    address = parse_address(address)
+    _show_pop(address, with_store(ctx, lambda s: s.set_pop_settings(address, on_retrieve=PopAction(action))))
 
 
 @user.command("app-password")
@@ -296,9 +194,9 @@ def user_pop_on_retrieve(ctx: click.Context, address: str, action: str) -> None:
 @click.pass_context
 def user_app_password(ctx: click.Context, address: str, name: str) -> None:
     """Make an app password for one mail client; it is shown once."""
-    address = _address(address)
+    address = parse_address(address)
     password = make_app_password()
-    _with_store(ctx, lambda s: s.add_app_password(address, name, hash_password(app_password_key(password))))
+    with_store(ctx, lambda s: s.add_app_password(address, name, hash_password(app_password_key(password))))
     click.echo(f"app password {name!r} for {address} (shown once, spaces optional):")
     click.echo(password)
 
@@ -308,8 +206,8 @@ def user_app_password(ctx: click.Context, address: str, name: str) -> None:
 @click.pass_context
 def user_app_passwords(ctx: click.Context, address: str) -> None:
     """List an account's app passwords (names only)."""
-    address = _address(address)
-    for entry in _with_store(ctx, lambda s: s.list_app_passwords(address)):
+    address = parse_address(address)
+    for entry in with_store(ctx, lambda s: s.list_app_passwords(address)):
         click.echo(entry.name)
 
 
@@ -319,14 +217,14 @@ def user_app_passwords(ctx: click.Context, address: str) -> None:
 @click.pass_context
 def user_app_password_revoke(ctx: click.Context, address: str, name: str) -> None:
     """Revoke an app password; clients using it are refused at once."""
-    address = _address(address)
-    _with_store(ctx, lambda s: s.revoke_app_password(address, name))
+    address = parse_address(address)
+    with_store(ctx, lambda s: s.revoke_app_password(address, name))
     click.echo(f"app password {name!r} of {address} revoked")
 
 
 # Aliases -------------------------------------------------------------------------
 
-@main.group()
+@click.group()
 def alias() -> None:
     """Addresses that deliver to other addresses."""
 
@@ -337,9 +235,9 @@ def alias() -> None:
 @click.pass_context
 def alias_add(ctx: click.Context, address: str, target: str) -> None:
     """Deliver mail for ADDRESS (or @domain, a catch-all) to TARGET."""
-    source = address.strip().lower() if address.startswith("@") else _address(address)
-    target = _address(target)
-    _with_store(ctx, lambda s: s.add_alias(source, target))
+    source = address.strip().lower() if address.startswith("@") else parse_address(address)
+    target = parse_address(target)
+    with_store(ctx, lambda s: s.add_alias(source, target))
     click.echo(f"alias {source} -> {target} added")
 
 
@@ -347,7 +245,7 @@ def alias_add(ctx: click.Context, address: str, target: str) -> None:
 @click.pass_context
 def alias_list(ctx: click.Context) -> None:
     """List the aliases."""
-    for entry in _with_store(ctx, lambda s: s.list_aliases()):
+    for entry in with_store(ctx, lambda s: s.list_aliases()):
         click.echo(f"{entry.address} -> {entry.target}")
 
 
@@ -357,51 +255,5 @@ def alias_list(ctx: click.Context) -> None:
 @click.pass_context
 def alias_del(ctx: click.Context, address: str, target: str | None) -> None:
     """Delete an alias (only the one TARGET when given)."""
-    _with_store(ctx, lambda s: s.delete_alias(address.strip().lower(), target and _address(target)))
+    with_store(ctx, lambda s: s.delete_alias(address.strip().lower(), target and parse_address(target)))
     click.echo(f"alias {address} deleted")
-
-
-# Queue ---------------------------------------------------------------------------
-
-@main.group()
-def queue() -> None:
-    """The outbound queue."""
-
-
-@queue.command("list")
-@click.pass_context
-def queue_list(ctx: click.Context) -> None:
-    """Messages waiting for delivery to other domains."""
-    entries = _with_store(ctx, lambda s: s.queue())
-    table = _table("queue id", "size", "sender", "recipients")
-    for entry in entries:
-        table.add_row(entry.queue_id, str(entry.size), entry.sender or "<>",
-                      ", ".join(r.address for r in entry.recipients))
-    Console().print(table)
-
-
-# Config --------------------------------------------------------------------------
-
-@main.group("config")
-def config_group() -> None:
-    """The configuration file."""
-
-
-@config_group.command("sample")
-def config_sample() -> None:
-    """Print a config file with every key and its default."""
-    click.echo(config_module.sample())
-
-
-@config_group.command("doc")
-def config_doc() -> None:
-    """Print the configuration reference (docs/configuration.md)."""
-    click.echo(config_module.reference(), nl=False)
-
-
-@config_group.command("check")
-@click.pass_context
-def config_check(ctx: click.Context) -> None:
-    """Read the config file and report the first problem."""
-    _load(ctx)
-    click.echo("config ok")
