@@ -112,6 +112,38 @@ class Limits:
                                  "misses at once. 0 turns the cache off.", 3600.0)
 
 
+@dataclass
+class Delivery:
+    """Delivering users' mail to other domains: DNS, retries, limits, an optional relay."""
+
+    nameservers: list = _doc('DNS servers for MX, TXT and TLSA look-ups, as "host" or "host:port". '
+                             "Empty: the system resolver (/etc/resolv.conf).", factory=list)
+    mx_port: int = _doc("Port of other domains' mail servers (25; tests point it elsewhere).", 25)
+    lifetime: float = _doc("Seconds a message may wait in the queue before it bounces "
+                           "(Postfix's maximal_queue_lifetime).", 5 * 86400.0)
+    retry_min: float = _doc("Seconds before the first retry after a temporary failure; each later "
+                            "wait doubles, with jitter.", 300.0)
+    retry_max: float = _doc("Longest wait between two attempts, in seconds.", 4 * 3600.0)
+    delay_warning: float = _doc("Seconds after which the sender is told that a message is delayed "
+                                "(once; 0: never).", 4 * 3600.0)
+    concurrency: int = _doc("Most outgoing SMTP connections at once.", 50)
+    per_destination: int = _doc("Most outgoing connections to one destination domain at once.", 5)
+    per_destination_rate: float = _doc("Most new messages per second to one destination domain "
+                                       "(0: no limit).", 0.0)
+    connect_timeout: float = _doc("Seconds to wait for a remote server to connect and greet.", 30.0)
+    command_timeout: float = _doc("Seconds to wait for each reply of a remote server "
+                                  "(the reply to the end of DATA may take 10 minutes).", 300.0)
+    smarthost: str = _doc('Relay all outgoing mail through this server, "host:port" (e.g. your '
+                          "provider's submission port 587) instead of looking up MX hosts.", "")
+    smarthost_user: str = _doc("Login name at the smarthost (empty: no AUTH).", "")
+    smarthost_password_file: str = _doc("File holding the smarthost password (mode 0600).", "")
+    mta_sts_port: int = _doc("HTTPS port for MTA-STS policy fetches (443; tests point it elsewhere).", 443)
+    ca_file: str = _doc("Extra CA certificates (PEM) trusted when a remote server's certificate "
+                        "is verified; empty: the system's.", "")
+    sent_copy: bool = _doc("Put a copy of each submitted message in the sender's Sent mailbox "
+                           "(per account: postar user sent-copy ADDRESS off).", True)
+
+
 def _default_data_dir() -> str:
     if _running_as_root():
         return "/var/lib/postar"
@@ -133,6 +165,7 @@ class Config:
     listen: Listen = _doc("Listeners.", factory=Listen)
     tls: TLS = _doc("TLS certificate.", factory=TLS)
     limits: Limits = _doc("Limits.", factory=Limits)
+    delivery: Delivery = _doc("Outbound delivery.", factory=Delivery)
 
     @property
     def data_path(self) -> Path:
@@ -172,6 +205,14 @@ def _check(config: Config) -> None:
                 raise ConfigError(f"'listen.{f.name}': {e}") from None
     if bool(config.tls.cert) != bool(config.tls.key):
         raise ConfigError("'tls.cert' and 'tls.key' must be given together")
+    for server in config.delivery.nameservers:
+        if not isinstance(server, str) or not server:
+            raise ConfigError("'delivery.nameservers' must be a list of \"host\" or \"host:port\" strings")
+    if config.delivery.smarthost:
+        try:
+            split_address(config.delivery.smarthost)
+        except ValueError as e:
+            raise ConfigError(f"'delivery.smarthost': {e}") from None
     if config.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError("'log_level' must be one of debug, info, warning, error")
 
@@ -208,6 +249,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

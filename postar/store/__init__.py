@@ -102,6 +102,9 @@ class Delivery:
     submitter: int | None = None  # account id that submitted it, for outbound mail
     envid: str = ""
     ret: str = ""
+    smtputf8: bool = False
+    message_id: str = ""  # the Message-ID field, for matching the Sent copy
+    sent_copy: int | None = None  # account whose Sent mailbox gets a copy (flagged \Seen)
 
 
 @dataclass(frozen=True)
@@ -126,15 +129,52 @@ class MailboxInfo:
     messages: int
 
 
+class RecipientStatus(Enum):
+    QUEUED = "queued"  # to be tried at next_attempt
+    SENT = "sent"      # accepted by the remote server
+    FAILED = "failed"  # bounced (permanent failure or expired)
+
+
+@dataclass(frozen=True)
+class QueuedRecipient:
+    """A recipient of a queued message and where its delivery stands."""
+
+    id: int
+    address: str
+    notify: str = ""
+    orcpt: str = ""
+    status: RecipientStatus = RecipientStatus.QUEUED
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_reply: str = ""
+
+
 @dataclass(frozen=True)
 class QueueEntry:
+    """A message in the outbound queue, with the recipients it still has."""
+
+    entry_id: int
     queue_id: str
     sender: str
     created: float
     size: int
-    recipients: tuple[OutboundRecipient, ...]
-    envid: str
-    ret: str
+    recipients: tuple[QueuedRecipient, ...]
+    envid: str = ""
+    ret: str = ""
+    submitter: int | None = None
+    smtputf8: bool = False
+    held: bool = False
+    warned: bool = False
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one delivery attempt did for one recipient."""
+
+    recipient_id: int
+    status: RecipientStatus
+    reply: str
+    next_attempt: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -302,6 +342,38 @@ class Store(Protocol):
         """Raises NotFound."""
 
     async def queue(self) -> list[QueueEntry]: ...
+
+    # Outbound queue (delivery/) --------------------------------------------------------
+    async def due_entries(self, now: float, limit: int) -> list[QueueEntry]:
+        """Entries not held with recipients due by ``now``, oldest first; only the due recipients."""
+
+    async def next_due(self) -> float | None:
+        """When the next queued recipient of an entry not held is due (None: nothing queued)."""
+
+    async def queue_entry(self, queue_id: str) -> QueueEntry | None:
+        """The entry with all its recipients, whatever their status."""
+
+    async def queue_content(self, entry_id: int) -> bytes | None:
+        """The message as it is relayed: the Received line added here + the submitted bytes."""
+
+    async def record_attempt(self, entry_id: int, results: "Sequence[AttemptResult]",
+                             reports: "Sequence[Delivery]" = (), warned: bool = False) -> None:
+        """In one durable transaction: each recipient's outcome (attempts counted), the reports
+        (bounces, delay warnings) delivered, and the entry removed once no recipient is queued."""
+
+    async def delete_queue_entry(self, queue_id: str) -> None:
+        """Raises NotFound."""
+
+    async def hold_queue_entry(self, queue_id: str | None, held: bool) -> int:
+        """Hold or release one entry (None: all); how many changed. Raises NotFound."""
+
+    async def retry_queue_entry(self, queue_id: str | None) -> int:
+        """Make the queued recipients of one entry (None: all) due now; how many."""
+
+    async def set_sent_copy(self, address: str, enabled: bool) -> None:
+        """Raises NotFound."""
+
+    async def sent_copy_enabled(self, account_id: int) -> bool: ...
 
     # Mailboxes and messages (IMAP, POP3) -------------------------------------------
     async def list_mailboxes(self, account_id: int) -> list[Mailbox]: ...

@@ -18,11 +18,12 @@ from pathlib import Path
 from postar.message.lines import crlf_extra
 from postar.store import (
     SPECIAL_MAILBOXES, Account, AlreadyExists, Alias, AppPassword, Credentials, Delivery,
-    MailboxInfo, NotFound, OutboundRecipient, QueueEntry, StoredMessage, StoreError,
+    MailboxInfo, NotFound, StoredMessage, StoreError,
 )
 from postar.store.events import ChangeHub
 from postar.store.sqlite_mail import MailStoreMixin, collect_garbage, new_uidvalidity
 from postar.store.sqlite_pop import PopStoreMixin
+from postar.store.sqlite_queue import QueueStoreMixin, write_delivery
 from postar.store.writer import GroupCommitWriter
 
 DATABASE_NAME = "postar.sqlite3"
@@ -84,7 +85,7 @@ def _account(row: tuple) -> Account:
 _ACCOUNT_COLUMNS = "id, address, disabled, imap_enabled"
 
 
-class SQLiteStore(MailStoreMixin, PopStoreMixin):
+class SQLiteStore(MailStoreMixin, PopStoreMixin, QueueStoreMixin):
     """The ``postar.store.Store`` on SQLite. Open with ``await SQLiteStore.open(dir)``."""
 
     def __init__(self, path: Path):
@@ -282,7 +283,7 @@ class SQLiteStore(MailStoreMixin, PopStoreMixin):
     # Delivery --------------------------------------------------------------------
 
     async def deliver(self, delivery: Delivery) -> None:
-        await self._write(lambda c: (None, _write_delivery(c, delivery)))
+        await self._write(lambda c: (None, write_delivery(c, delivery)))
 
     # Reading ---------------------------------------------------------------------
 
@@ -303,16 +304,6 @@ class SQLiteStore(MailStoreMixin, PopStoreMixin):
         return [StoredMessage(mailbox, uid, size, flags, date, modseq, summary, prefix + data)
                 for uid, size, flags, date, modseq, summary, prefix, data in rows]
 
-    async def queue(self) -> list[QueueEntry]:
-        entries = self._all("SELECT q.id, q.queue_id, q.sender, q.created, length(b.data) + length(q.header_prefix), "
-                            "q.envid, q.ret FROM queue q JOIN blobs b ON b.id = q.blob_id ORDER BY q.created")
-        result = []
-        for entry_id, queue_id, sender, created, size, envid, ret in entries:
-            recipients = tuple(OutboundRecipient(*r) for r in self._all(
-                "SELECT address, notify, orcpt FROM queue_recipients WHERE entry_id = ? ORDER BY id", entry_id))
-            result.append(QueueEntry(queue_id, sender, created, size, recipients, envid, ret))
-        return result
-
     async def check(self) -> list[str]:
         problems = [row[0] for row in self._all("PRAGMA integrity_check") if row[0] != "ok"]
         problems += [f"mailbox {name}: uidnext {uidnext} not above uid {top}" for name, uidnext, top in self._all(
@@ -324,31 +315,3 @@ class SQLiteStore(MailStoreMixin, PopStoreMixin):
             "SELECT b.name, b.highestmodseq, max(m.modseq) FROM mailboxes b JOIN messages m "
             "ON m.mailbox_id = b.id GROUP BY b.id HAVING max(m.modseq) > b.highestmodseq")]
         return problems
-
-
-def _write_delivery(c: sqlite3.Connection, d: Delivery) -> list[int]:
-    """Returns the ids of the mailboxes it added to."""
-    inboxes = []
-    blob_id = c.execute("INSERT INTO blobs(data, summary, pop_extra) VALUES (?, ?, ?)",
-                        (d.data, d.summary, crlf_extra(d.data))).lastrowid
-    size = len(d.header_prefix) + len(d.data)
-    for account_id in d.local_accounts:
-        box = c.execute(
-            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 "
-            "WHERE account_id = ? AND name = 'INBOX' RETURNING id, uidnext - 1, highestmodseq",
-            (account_id,)).fetchone()
-        if box is None:
-            raise NotFound(f"account {account_id} has no INBOX")
-        inboxes.append(box[0])
-        c.execute("INSERT INTO messages(mailbox_id, uid, blob_id, header_prefix, size, internal_date, modseq) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                  (box[0], box[1], blob_id, d.header_prefix, size, d.internal_date, box[2]))
-    if d.outbound:
-        entry_id = c.execute(
-            "INSERT INTO queue(queue_id, blob_id, header_prefix, sender, submitter, envid, ret, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (d.queue_id, blob_id, d.relay_prefix, d.sender, d.submitter, d.envid, d.ret,
-             d.internal_date)).lastrowid
-        c.executemany("INSERT INTO queue_recipients(entry_id, address, notify, orcpt) VALUES (?, ?, ?, ?)",
-                      [(entry_id, r.address, r.notify, r.orcpt) for r in d.outbound])
-    return inboxes

@@ -35,6 +35,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -142,6 +143,9 @@ def current_user() -> str:
 
 
 # --- fetchmail -----------------------------------------------------------------------------------
+
+fetchmail_installed = pytest.mark.skipif(shutil.which("fetchmail") is None, reason="fetchmail is not installed")
+
 
 # The MDA fetchmail runs once per message: stdin into the next numbered file of a directory.
 # fetchmail delivers one message at a time, so counting the files gives the next number.
@@ -258,9 +262,6 @@ def assert_fetchmail_copies(private, copies: dict[str, bytes], subjects) -> None
         assert without_fetchmail_received(copies[subject]) == stored[subject].content, subject
 
 
-fetchmail_installed = pytest.mark.skipif(shutil.which("fetchmail") is None, reason="fetchmail is not installed")
-
-
 def check_fetch_new_only(private, fetchmail: Fetchmail) -> None:
     """Fetch all, then nothing, then only a newly delivered message, keeping mail on the server."""
     first = simple_mails(3, "fetch")
@@ -321,7 +322,7 @@ def dotted_mails() -> dict[str, bytes]:
     """Bodies that POP3's byte-stuffing (RFC 1939 §3) and 8-bit transport must carry unchanged.
 
     smtplib dot-stuffs DATA, so a lone "." line reaches the store as it is; a message can even
-    end with one, which RETR then sends as "..", "." at its end.
+    end with one, which RETR then sends as ".." followed by the terminating ".".
     """
     lines = [".hidden", "..double", "...triple", ".", ". ", ".\t", "a . in the middle", "",
              "Grüße aus Köln, naïve café ☃ 日本語", ".ümlaut after a dot", "."]
@@ -372,13 +373,18 @@ def test_fetchmail_dot_lines_and_8bit(start_server, tmp_path):
 getmail_installed = pytest.mark.skipif(shutil.which("getmail") is None, reason="getmail6 is not installed")
 
 
+class Maildir(NamedTuple):
+    path: Path
+    user: str | None  # whom getmail delivers as, when not as itself
+
+
 @pytest.fixture
 def maildir():
     """An empty Maildir getmail can deliver into.
 
     getmail refuses to deliver into a Maildir as root ("refuse to deliver mail as root"); run as
     root, it delivers as the user ``nobody`` instead, so the Maildir is nobody's, outside the
-    test's tmp_path (which only root can enter). Yields (path, user for getmail or None).
+    test's tmp_path (which only root can enter).
     """
     path = Path(tempfile.mkdtemp(prefix="postar-getmail-"))
     for sub in ("tmp", "new", "cur"):
@@ -389,17 +395,17 @@ def maildir():
         nobody = pwd.getpwnam(user)
         for directory in (path, path / "tmp", path / "new", path / "cur"):
             os.chown(directory, nobody.pw_uid, nobody.pw_gid)
-    yield path, user
+    yield Maildir(path, user)
     shutil.rmtree(path)
 
 
 class Getmail:
     """One getmail setup: getmailrc and state directory in ``home``, delivering into a Maildir."""
 
-    def __init__(self, home: Path, private, ca: Path, maildir: tuple[Path, str | None], delete: bool) -> None:
+    def __init__(self, home: Path, private, ca: Path, maildir: Maildir, delete: bool) -> None:
         self.home = home
         self.private = private
-        self.maildir = maildir[0]
+        self.maildir = maildir.path
         home.mkdir()
         (home / "state").mkdir()
         config = configparser.ConfigParser(interpolation=None)
@@ -409,8 +415,8 @@ class Getmail:
                                "port": str(private.ports["pop3s"]), "username": ALICE, "password": PASSWORD,
                                "ca_certs": str(ca), "ssl_cert_hostname": HOSTNAME}
         config["destination"] = {"type": "Maildir", "path": f"{self.maildir}/"}
-        if maildir[1]:
-            config["destination"]["user"] = maildir[1]
+        if maildir.user:
+            config["destination"]["user"] = maildir.user
         config["options"] = {"read_all": "false", "delete": str(delete).lower(), "verbose": "2"}
         self.rcfile = home / "getmailrc"
         with self.rcfile.open("w") as f:
