@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from postar.message.lines import with_crlf
+from postar.message.lines import dot_stuffed, with_crlf
 from postar.store import PopAction, PopMessage
 
 
@@ -94,17 +94,12 @@ class Maildrop:
         return result
 
 
-def retr_payload(content: bytes) -> bytes:
-    """The message as RETR sends it: CRLF lines, byte-stuffed, ended by ".CRLF" (RFC 1939 §3)."""
-    return _stuffed(with_crlf(content)) + b".\r\n"
-
-
 def top_payload(content: bytes, lines: int) -> bytes:
     """The header, the blank line and the first ``lines`` lines of the body (RFC 1939 §7, TOP)."""
     content = with_crlf(content)
     blank = 0 if content.startswith(b"\r\n") else content.find(b"\r\n\r\n")
     if blank < 0:
-        return _stuffed(content) + b".\r\n"
+        return dot_stuffed(content)
     body_start = blank + 2 if blank == 0 else blank + 4
     end = body_start
     for _ in range(lines):
@@ -112,9 +107,4 @@ def top_payload(content: bytes, lines: int) -> bytes:
         if next_end < 0:
             break
         end = next_end + 2
-    return _stuffed(content[:end]) + b".\r\n"
-
-
-def _stuffed(content: bytes) -> bytes:
-    stuffed = content.replace(b"\r\n.", b"\r\n..")
-    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+    return dot_stuffed(content[:end])

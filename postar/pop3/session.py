@@ -20,7 +20,8 @@ from postar.auth.exchange import Challenge, Failed, Failure, SASLExchange
 from postar.auth.login import Refusal
 from postar.context import Context
 from postar.pop3 import responses as r
-from postar.pop3.maildrop import Maildrop, MaildropLocks, retr_payload, top_payload
+from postar.message.lines import dot_stuffed
+from postar.pop3.maildrop import Maildrop, MaildropLocks, top_payload
 from postar.pop3.parser import Command, ParseError, line_count, message_number, parse_command
 from postar.store import Account, PopAccess, StoreError
 
@@ -271,7 +272,7 @@ class Session:
         if content is None:
             return Step(r.VANISHED)
         self.maildrop.retrieved.add(number)
-        return Step(r.ok(f"{message.size} octets") + retr_payload(content))
+        return Step(r.ok(f"{message.size} octets") + dot_stuffed(content))
 
     async def do_top(self, command: Command) -> Step:
         number, refused = self._message(command, args=2)
