@@ -132,7 +132,7 @@ class Delivery:
                                        "(0: no limit).", 0.0)
     connect_timeout: float = _doc("Seconds to wait for a remote server to connect and greet.", 30.0)
     command_timeout: float = _doc("Seconds to wait for each reply of a remote server "
-                                  "(the reply to the end of DATA may take 10 minutes).", 300.0)
+                                  "(twice that for the reply to the end of DATA, as RFC 5321 §4.5.3.2 allows).", 300.0)
     smarthost: str = _doc('Relay all outgoing mail through this server, "host:port" (e.g. your '
                           "provider's submission port 587) instead of looking up MX hosts.", "")
     smarthost_user: str = _doc("Login name at the smarthost (empty: no AUTH).", "")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from postar.auth.login import LoginGate
 from postar.config import Config
@@ -17,3 +18,4 @@ class Context:
     router: Router
     logins: LoginGate
     tls_available: bool
+    wake_delivery: Callable[[], None] = field(default=lambda: None)  # new mail for the outbound queue

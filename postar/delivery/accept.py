@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from email.utils import formatdate
 
-from postar.message import summarize_json
+from postar.message import message_id, summarize_json
 from postar.store import Delivery, OutboundRecipient, Store
 
 _counter = itertools.count()
@@ -47,7 +47,7 @@ def received_header(hostname: str, queue_id: str, trace: Trace, recipient: str |
 async def accept(store: Store, hostname: str, *, queue_id: str, trace: Trace, sender: str,
                  recipients: list[str], data: bytes, local_accounts: set[int],
                  outbound: list[OutboundRecipient], submitter: int | None = None,
-                 envid: str = "", ret: str = "") -> None:
+                 envid: str = "", ret: str = "", smtputf8: bool = False, sent_copy: int | None = None) -> None:
     """Store ``data`` durably for every destination; returns once it is on disk."""
     now = time.time()
     only = recipients[0] if len(recipients) == 1 else None
@@ -57,4 +57,5 @@ async def accept(store: Store, hostname: str, *, queue_id: str, trace: Trace, se
         queue_id=queue_id, sender=sender, data=data,
         header_prefix=return_path + received, relay_prefix=received, internal_date=now,
         summary=summarize_json(data), local_accounts=tuple(sorted(local_accounts)),
-        outbound=tuple(outbound), submitter=submitter, envid=envid, ret=ret))
+        outbound=tuple(outbound), submitter=submitter, envid=envid, ret=ret, smtputf8=smtputf8,
+        message_id=message_id(data), sent_copy=sent_copy))

@@ -36,6 +36,11 @@ def split_header(data: bytes, start: int = 0, end: int | None = None) -> int:
     return end if blank < 0 else blank + 4
 
 
+def message_id(data: bytes) -> str:
+    """The Message-ID field's value ("" when there is none)."""
+    return header_fields(data[:split_header(data)], ("message-id",)).get("message-id", "").strip()
+
+
 def header_fields(block: bytes, wanted: tuple[str, ...]) -> dict[str, str]:
     """The first occurrence of each wanted field, unfolded (RFC 5322 §2.2.3)."""
     found: dict[str, str] = {}

@@ -323,10 +323,19 @@ class Session:
             sender=sender, recipients=transaction.recipients, data=payload,
             local_accounts=transaction.local_accounts, outbound=transaction.outbound,
             submitter=self.account.id if self.account else None,
-            envid=transaction.params.envid, ret=transaction.params.ret)
+            envid=transaction.params.envid, ret=transaction.params.ret, smtputf8=transaction.params.smtputf8,
+            sent_copy=await self._sent_copy())
+        if transaction.outbound:
+            self.context.wake_delivery()
         reply = replies.QUEUED(f"Ok: queued as {queue_id}")
         self._log(transaction, queue_id, len(payload), reply)
         return Step(reply)
+
+    async def _sent_copy(self) -> int | None:
+        """The account whose Sent mailbox gets a copy: the submitter's, unless turned off."""
+        if self.account is None or not self.context.config.delivery.sent_copy:
+            return None
+        return self.account.id if await self.context.store.sent_copy_enabled(self.account.id) else None
 
     def _protocol(self, transaction: Transaction) -> str:
         """RFC 3848 / RFC 6531 §3.7.3 "with" protocol names."""

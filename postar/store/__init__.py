@@ -272,6 +272,20 @@ class FlagMode(Enum):
     REMOVE = "remove"
 
 
+# DKIM ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DKIMKey:
+    """A domain's DKIM signing key (RFC 6376), published at ``selector._domainkey.domain``."""
+
+    domain: str
+    selector: str
+    algorithm: str  # "rsa" or "ed25519": the k= tag of the key record
+    private_key: str = field(repr=False)  # as postar.delivery.dkim.generate_key makes it; never shown
+    public_key: str  # base64, the p= tag
+    created: float
+
+
 class Store(Protocol):
     # Admin (CLI) --------------------------------------------------------------
     async def add_domain(self, name: str) -> None:
@@ -450,3 +464,11 @@ class Store(Protocol):
         """Problems found in the stored data (an empty list when it is consistent)."""
 
     async def close(self) -> None: ...
+
+    # DKIM --------------------------------------------------------------------------
+    async def add_dkim_key(self, domain: str, selector: str, algorithm: str, private_key: str,
+                           public_key: str) -> None:
+        """Raises NotFound (domain not local), AlreadyExists (the domain has that selector)."""
+
+    async def dkim_keys(self, domain: str | None = None) -> list[DKIMKey]:
+        """The keys of ``domain`` (None: of every domain), by domain, algorithm and age."""

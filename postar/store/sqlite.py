@@ -21,6 +21,7 @@ from postar.store import (
     MailboxInfo, NotFound, StoredMessage, StoreError,
 )
 from postar.store.events import ChangeHub
+from postar.store.sqlite_dkim import DKIMStoreMixin
 from postar.store.sqlite_mail import MailStoreMixin, collect_garbage, new_uidvalidity
 from postar.store.sqlite_pop import PopStoreMixin
 from postar.store.sqlite_queue import QueueStoreMixin, write_delivery
@@ -85,7 +86,7 @@ def _account(row: tuple) -> Account:
 _ACCOUNT_COLUMNS = "id, address, disabled, imap_enabled"
 
 
-class SQLiteStore(MailStoreMixin, PopStoreMixin, QueueStoreMixin):
+class SQLiteStore(MailStoreMixin, PopStoreMixin, QueueStoreMixin, DKIMStoreMixin):
     """The ``postar.store.Store`` on SQLite. Open with ``await SQLiteStore.open(dir)``."""
 
     def __init__(self, path: Path):

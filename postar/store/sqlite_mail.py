@@ -15,6 +15,7 @@ import sqlite3
 import time
 from typing import Any, Callable
 
+from postar.message import message_id
 from postar.message.lines import crlf_extra
 from postar.store import (
     AlreadyExists, FlagMode, Mailbox, MailboxChanges, MailboxStatus, MessageInfo, MessageState, NotFound,
@@ -24,6 +25,7 @@ from postar.store.events import ChangeHub, Watch
 
 _MAILBOX_COLUMNS = ("id, name, special_use, EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = "
                     "mailboxes.account_id AND s.name = mailboxes.name), uidvalidity, uidnext, highestmodseq")
+SENT_COPY_WINDOW = 600.0  # seconds within which an uploaded copy of a submitted message is the same one
 _HAS_FLAG = "instr(' ' || flags || ' ', ' ' || ? || ' ') > 0"
 
 
@@ -72,6 +74,14 @@ def new_uidvalidity(c: sqlite3.Connection, account_id: int) -> int:
     """Never the same for two mailboxes of an account, even one deleted and made again at once."""
     return c.execute("UPDATE accounts SET last_uidvalidity = max(?, last_uidvalidity + 1) WHERE id = ? "
                      "RETURNING last_uidvalidity", (int(time.time()), account_id)).fetchone()[0]
+
+
+def recent_sent_copy(c: sqlite3.Connection, mailbox_id: int, message_id: str, window: float) -> int | None:
+    """The UID of the Sent copy made at submission for ``message_id``, if made within ``window`` seconds."""
+    row = c.execute("SELECT s.uid FROM sent_copies s JOIN messages m ON m.mailbox_id = s.mailbox_id AND m.uid = s.uid "
+                    "WHERE s.mailbox_id = ? AND s.message_id = ? AND s.created >= ?",
+                    (mailbox_id, message_id, time.time() - window)).fetchone()
+    return row[0] if row else None
 
 
 class MailStoreMixin:
@@ -245,8 +255,13 @@ class MailStoreMixin:
     async def append(self, mailbox_id: int, data: bytes, flags: tuple[str, ...], internal_date: float,
                      summary: str) -> int:
         def write(c: sqlite3.Connection) -> tuple[int, list[int]]:
-            if c.execute("SELECT 1 FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone() is None:
+            box = c.execute("SELECT special_use, name FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if box is None:
                 raise NotFound("the mailbox no longer exists")
+            if "\\Sent" in (box[0], "\\" + box[1]) and (found := message_id(data)):
+                uid = recent_sent_copy(c, mailbox_id, found, SENT_COPY_WINDOW)
+                if uid is not None:  # the client uploads what submission already put there
+                    return uid, []
             blob_id = c.execute("INSERT INTO blobs(data, summary, pop_extra) VALUES (?, ?, ?)",
                                 (data, summary, crlf_extra(data))).lastrowid
             uid, modseq = _next_uid(c, mailbox_id), _next_modseq(c, mailbox_id)

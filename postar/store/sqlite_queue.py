@@ -11,7 +11,6 @@ message twice, as with any MTA) but never lose one or its bounce.
 from __future__ import annotations
 
 import sqlite3
-import time
 from typing import Any, Sequence
 
 from postar.message.lines import crlf_extra
@@ -186,10 +185,3 @@ def _remove_if_done(c: sqlite3.Connection, entry_id: int) -> None:
     if row is not None:
         collect_garbage(c, {row[0]})
 
-
-def recent_sent_copy(c: sqlite3.Connection, mailbox_id: int, message_id: str, window: float) -> int | None:
-    """The UID of the Sent copy made at submission for ``message_id``, if made within ``window`` seconds."""
-    row = c.execute("SELECT s.uid FROM sent_copies s JOIN messages m ON m.mailbox_id = s.mailbox_id AND m.uid = s.uid "
-                    "WHERE s.mailbox_id = ? AND s.message_id = ? AND s.created >= ?",
-                    (mailbox_id, message_id, time.time() - window)).fetchone()
-    return row[0] if row else None

@@ -1,0 +1,175 @@
+"""One delivery attempt: a queued message's recipients at one destination domain.
+
+The MX hosts are tried in order (RFC 5321 §5.1), each of their addresses in
+turn, until one server gives an answer for the recipients: a connection that
+fails, a greeting that refuses, a TLS requirement not met, all move on to the
+next address; an answer (accepted, refused, or "try later") ends the attempt.
+The TLS requirement per host (DANE, MTA-STS, or opportunistic) comes from the
+``TLSPolicies`` the runner holds. A message that needs an extension the
+server lacks (8BITMIME, SMTPUTF8, or a SIZE too small) fails for good, with a
+reason the bounce repeats.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import ssl
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from postar.config import Delivery as DeliveryConfig
+from postar.config import split_address
+from postar.delivery.smtp_client import Envelope, SMTPClient, SMTPFailure
+
+log = logging.getLogger("postar.delivery")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What happened to one recipient in this attempt."""
+
+    final: bool          # delivered or failed for good (else: retry later)
+    delivered: bool
+    reply: str           # the remote reply or our reason
+    host: str = ""       # "mx.example.org[192.0.2.1]:25", when a server answered
+    tls: str = ""
+    dsn_passed_on: bool = False  # the server offered DSN, so it will report SUCCESS/DELAY itself
+
+
+@dataclass
+class Route:
+    """Where to connect: (name, port) hosts in order; the smarthost's login, if any."""
+
+    hosts: list[tuple[str, int]]
+    login: tuple[str, str] | None = None
+    implicit_mx: bool = False
+
+
+class TLSRequirement(Protocol):
+    mandatory: bool
+    source: str
+
+
+class TLSPolicies(Protocol):
+    async def requirement(self, domain: str, mx_host: str) -> TLSRequirement: ...
+
+    def context(self, requirement: TLSRequirement) -> ssl.SSLContext: ...
+
+    def check(self, ssl_object: ssl.SSLObject, requirement: TLSRequirement, mx_host: str) -> str | None: ...
+
+
+class Resolver(Protocol):
+    async def addresses(self, host: str) -> list[str]: ...
+
+
+@dataclass
+class _Progress:
+    answers: dict[str, Answer] = field(default_factory=dict)
+    last_error: str = "no mail server could be reached"
+
+
+async def attempt(config: DeliveryConfig, hostname: str, domain: str, route: Route, envelope: Envelope,
+                  content: bytes, resolver: Resolver, policies: TLSPolicies) -> dict[str, Answer]:
+    """Every recipient of ``envelope`` gets an Answer."""
+    progress = _Progress()
+    for host, port in route.hosts:
+        try:
+            addresses = await resolver.addresses(host)
+        except Exception as e:  # DNSFailure; any other error is as good a reason to move on
+            progress.last_error = f"{host}: {e}"
+            continue
+        for address in addresses:
+            if await _session(config, hostname, domain, host, address, port, route, envelope, content,
+                              policies, progress):
+                return _complete(progress, envelope)
+    return _complete(progress, envelope)
+
+
+def _complete(progress: _Progress, envelope: Envelope) -> dict[str, Answer]:
+    for address, _, _ in envelope.recipients:
+        progress.answers.setdefault(address, Answer(False, False, progress.last_error))
+    return progress.answers
+
+
+async def _session(config: DeliveryConfig, hostname: str, domain: str, host: str, address: str, port: int,
+                   route: Route, envelope: Envelope, content: bytes, policies: TLSPolicies,
+                   progress: _Progress) -> bool:
+    """One connection; True when it settled the attempt (every recipient answered)."""
+    where = f"{host}[{address}]:{port}"
+    client = SMTPClient(hostname, config.command_timeout)
+    try:
+        requirement = await policies.requirement(domain, host)
+        await client.connect(address, port, config.connect_timeout)
+        await client.hello()
+        if "STARTTLS" in client.extensions:
+            ssl_object = await client.starttls(policies.context(requirement), host)
+            problem = policies.check(ssl_object, requirement, host)
+            if problem and requirement.mandatory:
+                raise SMTPFailure(f"TLS required by {requirement.source}: {problem}")
+        elif requirement.mandatory:
+            raise SMTPFailure(f"TLS required by {requirement.source}, but {host} does not offer STARTTLS")
+        if route.login is not None:
+            await _login(client, *route.login)
+        if refusal := _unsupported(client, envelope, content):
+            for recipient, _, _ in envelope.recipients:
+                progress.answers[recipient] = Answer(True, False, f"{where}: {refusal}", where, client.tls)
+            return True
+        outcome = await client.send(envelope, content)
+    except SMTPFailure as failure:
+        progress.last_error = f"{where}: {failure.reason}"
+        log.info("%s: %s", domain, progress.last_error)
+        if failure.stage == "mail" and failure.reply is not None and failure.reply.permanent:
+            for recipient, _, _ in envelope.recipients:  # the sender itself is refused: final for everyone
+                progress.answers[recipient] = Answer(True, False, str(failure.reply), where, client.tls)
+            return True
+        return False
+    finally:
+        await client.quit()
+    dsn = "DSN" in client.extensions
+    for recipient, _, _ in envelope.recipients:
+        reply = outcome.recipients.get(recipient)
+        if reply is None or not reply.ok:
+            final = reply is not None and reply.permanent
+            progress.answers[recipient] = Answer(final, False, str(reply) if reply else progress.last_error,
+                                                 where, client.tls)
+        elif outcome.data is not None and outcome.data.ok:
+            progress.answers[recipient] = Answer(True, True, str(outcome.data), where, client.tls, dsn)
+        else:
+            data = outcome.data
+            progress.answers[recipient] = Answer(bool(data and data.permanent), False,
+                                                 str(data) if data else "no reply to DATA", where, client.tls)
+    return True
+
+
+def _unsupported(client: SMTPClient, envelope: Envelope, content: bytes) -> str:
+    """Why this server cannot take this message as it is ("" when it can)."""
+    if envelope.smtputf8 and "SMTPUTF8" not in client.extensions:
+        return "554 5.6.7 the message needs SMTPUTF8, which the remote server does not offer"
+    if not content.isascii() and "8BITMIME" not in client.extensions:
+        return "554 5.6.3 the message has 8-bit data and the remote server does not offer 8BITMIME"
+    limit = client.extensions.get("SIZE", "")
+    if limit.isdigit() and 0 < int(limit) < len(content):
+        return f"552 5.3.4 the message ({len(content)} octets) is over the remote server's limit of {limit}"
+    return ""
+
+
+async def _login(client: SMTPClient, user: str, password: str) -> None:
+    mechanisms = client.extensions.get("AUTH", "").upper().split()
+    if "PLAIN" not in mechanisms:
+        raise SMTPFailure("the smarthost offers no AUTH PLAIN", temporary=True)
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    reply = await client.command(f"AUTH PLAIN {token}")
+    if reply.code != 235:
+        raise SMTPFailure(f"smarthost login failed: {reply}", temporary=True, reply=reply)
+
+
+def smarthost_route(config: DeliveryConfig) -> Route | None:
+    if not config.smarthost:
+        return None
+    host, port = split_address(config.smarthost)
+    login = None
+    if config.smarthost_user:
+        with open(config.smarthost_password_file, encoding="utf-8") as f:
+            login = (config.smarthost_user, f.readline().rstrip("\r\n"))
+    return Route([(host, port)], login)
