@@ -2,10 +2,11 @@
 
     postar [--config FILE] run
     postar domain add|list|del
-    postar user add|list|del|passwd|disable|enable|imap|app-password|app-passwords|app-password-revoke
+    postar user add|list|del|passwd|disable|enable|imap|sent-copy|app-password|app-passwords|app-password-revoke
     postar user pop show|access|on-retrieve
     postar alias add|list|del
-    postar queue list
+    postar queue list|show|retry|delete|hold|release
+    postar dkim keygen|show
     postar config sample|doc|check
 """
 
@@ -16,7 +17,7 @@ from typing import Any, Callable
 
 import click
 
-from postar.cli import accounts, config_commands, queue
+from postar.cli import accounts, config_commands, dkim, queue
 from postar.cli.common import DEFAULT_CONFIG, config_path_of, load_config
 
 
@@ -49,5 +50,5 @@ def run(ctx: click.Context) -> None:
         raise click.ClickException(str(e)) from None
 
 
-for group in (accounts.domain, accounts.user, accounts.alias, queue.queue, config_commands.config_group):
+for group in (accounts.domain, accounts.user, accounts.alias, queue.queue, dkim.dkim, config_commands.config_group):
     main.add_command(group)

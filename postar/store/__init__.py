@@ -15,7 +15,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from typing import Callable, Mapping, Sequence
+    from typing import Callable, Collection, Mapping, Sequence
 
     from postar.store.events import Watch
 
@@ -358,8 +358,8 @@ class Store(Protocol):
     async def queue(self) -> list[QueueEntry]: ...
 
     # Outbound queue (delivery/) --------------------------------------------------------
-    async def due_entries(self, now: float, limit: int) -> list[QueueEntry]:
-        """Entries not held with recipients due by ``now``, oldest first; only the due recipients."""
+    async def due_entries(self, now: float, limit: int, skip: "Collection[int]" = ()) -> list[QueueEntry]:
+        """Up to ``limit`` entries not held, not in ``skip``, with recipients due by ``now``; only those."""
 
     async def next_due(self) -> float | None:
         """When the next queued recipient of an entry not held is due (None: nothing queued)."""

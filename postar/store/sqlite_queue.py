@@ -11,7 +11,7 @@ message twice, as with any MTA) but never lose one or its bounce.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from postar.message.lines import crlf_extra
 from postar.store import (
@@ -104,12 +104,16 @@ class QueueStoreMixin:
         found = self._entries("q.queue_id = ?", (queue_id,))
         return found[0] if found else None
 
-    async def due_entries(self, now: float, limit: int) -> list[QueueEntry]:
-        due = self._all("SELECT DISTINCT entry_id FROM queue_recipients WHERE status = 'queued' AND next_attempt <= ? "
-                        "AND entry_id IN (SELECT id FROM queue WHERE held = 0) LIMIT ?", now, limit)
+    async def due_entries(self, now: float, limit: int, skip: Collection[int] = ()) -> list[QueueEntry]:
         entries = []
-        for (entry_id,) in due:
+        for (entry_id,) in self._all(
+                "SELECT DISTINCT r.entry_id FROM queue_recipients r JOIN queue q ON q.id = r.entry_id "
+                "WHERE r.status = 'queued' AND r.next_attempt <= ? AND q.held = 0", now):
+            if entry_id in skip:
+                continue
             entries += self._entries("q.id = ?", (entry_id,), "status = 'queued' AND next_attempt <= ?", (now,))
+            if len(entries) >= limit:
+                break
         return entries
 
     async def next_due(self) -> float | None:
