@@ -134,6 +134,19 @@ def user_imap(ctx: click.Context, address: str, switch: str) -> None:
     click.echo(f"IMAP access of {address} {switch}")
 
 
+@user.command("sent-copy")
+@click.argument("address")
+@click.argument("switch", type=click.Choice(["on", "off"]))
+@click.pass_context
+def user_sent_copy(ctx: click.Context, address: str, switch: str) -> None:
+    """Whether mail the account sends is also put in its Sent mailbox (on by default, as Gmail does).
+
+    Turn it off for a client that uploads its own copy to Sent after a long delay."""
+    address = parse_address(address)
+    with_store(ctx, lambda s: s.set_sent_copy(address, switch == "on"))
+    click.echo(f"Sent copy for {address} {switch}")
+
+
 _ACCESS_TEXT = {PopAccess.OFF: "off", PopAccess.ALL: "on for all mail",
                 PopAccess.NEW: "on for mail that arrives from now on"}
 _ACTION_TEXT = {PopAction.KEEP: "keep it in the INBOX", PopAction.READ: "keep it, marked read",

@@ -39,11 +39,13 @@ class Answer:
 
 @dataclass
 class Route:
-    """Where to connect: (name, port) hosts in order; the smarthost's login, if any."""
+    """Where to connect: (name, port) hosts in order, the smarthost's login if any; or, with no
+    hosts, why not (``error``, ``final`` when the DNS says the domain takes no mail)."""
 
     hosts: list[tuple[str, int]]
     login: tuple[str, str] | None = None
-    implicit_mx: bool = False
+    error: str = ""
+    final: bool = False
 
 
 class TLSRequirement(Protocol):
