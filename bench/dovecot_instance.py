@@ -1,4 +1,4 @@
-"""A throwaway Dovecot on loopback serving IMAP over implicit TLS to Maildirs.
+"""A throwaway Dovecot on loopback serving IMAP (and POP3) over implicit TLS to Maildirs.
 
 Everything lives under one directory: the config (no file of /etc/dovecot is
 read), base_dir, state_dir, the log, the passwd-file and the Maildirs. A system
@@ -9,27 +9,31 @@ killed by pid.
 
 What is not Dovecot's default, and why:
 
-- `ssl = required`, only the imaps listener (port given, on LOOPBACK), the
-  certificate given: the same TLS work as postar's imaps listener.
+- `ssl = required`, only the imaps listener (port given, on LOOPBACK), and the
+  pop3s listener when a `pop3s_port` is given, the certificate given: the same
+  TLS work as postar's imaps and pop3s listeners.
 - `auth_cache_size = 10M`: postar remembers verified logins (limits.auth_cache_ttl,
   on by default), so Dovecot gets its auth cache too; the hash is SHA512-CRYPT.
-- imap-login in "high-performance mode" (`service_count = 0`, one process per
-  core kept, each serving many clients): Dovecot's default forks a login process
-  per connection, and as the login process also proxies TLS for the whole
-  session that would be two processes per connection.
+- imap-login (and pop3-login) in "high-performance mode" (`service_count = 0`,
+  one process per core kept, each serving many clients): Dovecot's default forks
+  a login process per connection, and as the login process also proxies TLS for
+  the whole session that would be two processes per connection.
 - Limits sized for `max_connections` connections from one address to a few
-  users: `mail_max_userip_connections`, the imap `process_limit`, the login,
+  users: `mail_max_userip_connections`, the imap (pop3) `process_limit`, the login,
   auth, anvil and stats `client_limit`s (every imap process talks to auth and
   stats), and a larger `vsz_limit` for the login processes, which hold the TLS
   state of all their clients.
 
-The imap processes keep Dovecot's default: one process per connection
+The imap and pop3 processes keep Dovecot's default: one process per connection
 (`client_limit = 1`), a new one for each connection (`service_count = 1`).
 With `reuse_imap_processes = N` an imap process serves one connection after
 another instead (`service_count = 0`) and N are kept ready (`process_min_avail`),
-a tuning Dovecot allows when all users share one system uid, as here.
+a tuning Dovecot allows when all users share one system uid, as here;
+`reuse_pop3_processes = N` does the same for pop3.
 Durability is Dovecot's default, `mail_fsync = optimized`: a saved message is
-fsync'd before the save is reported.
+fsync'd before the save is reported. POP3 keeps its defaults too: no session
+lock (`pop3_lock_session = no`), RETR marks the message `\\Seen` at QUIT
+(`pop3_no_flag_updates = no`), UIDL `%08Xu%08Xv` (UID, UIDVALIDITY).
 """
 
 import math
@@ -48,18 +52,26 @@ STARTUP_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 15.0
 LOGIN_PROCESSES = 2  # one per core of the bench machine
 
-# The mail user: the imap processes run as it and own the Maildirs.
+# The mail user: the imap and pop3 processes run as it and own the Maildirs.
 MAIL_UID = 65534  # nobody
 MAIL_GID = 65534  # nogroup
 
 
+# Where Debian's dovecot-pop3d puts the pop3 service's programs.
+POP3_PROGRAM = Path("/usr/lib/dovecot/pop3")
+
+
 class DovecotInstance(Instance):
-    """Dovecot serving IMAPS on LOOPBACK:`port` for `users`, all with `password`."""
+    """Dovecot serving IMAPS on LOOPBACK:`port` for `users`, all with `password`;
+    POP3S on LOOPBACK:`pop3s_port` too when it is given."""
 
     def __init__(self, root: Path, port: int, users: Sequence[str], password: str,
-                 cert: Path, key: Path, max_connections: int = 1000, reuse_imap_processes: int = 0):
+                 cert: Path, key: Path, max_connections: int = 1000, reuse_imap_processes: int = 0,
+                 pop3s_port: int | None = None, reuse_pop3_processes: int = 0):
         self.root = root
         self.port = port
+        self.pop3s_port = pop3s_port
+        self.reuse_pop3_processes = reuse_pop3_processes
         self.users = tuple(users)
         self.password = password
         self.cert = cert
@@ -85,6 +97,8 @@ class DovecotInstance(Instance):
         self.passwd_file.write_text(self._passwd())
         self.config_file.write_text(self._config())
         dovecot = find_tool("dovecot", "dovecot-imapd")
+        if self.pop3s_port is not None and not POP3_PROGRAM.exists():
+            raise RuntimeError(f"{POP3_PROGRAM} not found; install Debian's dovecot-pop3d package")
         check = subprocess.run([find_tool("doveconf", "dovecot-core"), "-c", str(self.config_file)],
                                capture_output=True, text=True)
         if check.returncode != 0:
@@ -96,7 +110,9 @@ class DovecotInstance(Instance):
                 start_new_session=True,
             )
         try:
-            wait_for_port(self.port, STARTUP_TIMEOUT, is_alive=lambda: self.process.poll() is None)
+            for port in (self.port, self.pop3s_port):
+                if port is not None:
+                    wait_for_port(port, STARTUP_TIMEOUT, is_alive=lambda: self.process.poll() is None)
         except RuntimeError as error:
             raise RuntimeError(f"{error}; Dovecot log:\n{self.log_tail()}") from None
 
@@ -167,10 +183,12 @@ class DovecotInstance(Instance):
                 pass  # exited between the listing and the read; its CPU moves to cutime
         return total
 
-    def _imap_reuse(self) -> str:
-        if not self.reuse_imap_processes:
+    @staticmethod
+    def _reuse(processes: int) -> str:
+        """The lines that make a mail service's processes serve one connection after another."""
+        if not processes:
             return ""
-        return (f"\n  service_count = 0\n  process_min_avail = {self.reuse_imap_processes}")
+        return f"\n  service_count = 0\n  process_min_avail = {processes}"
 
     def _passwd(self) -> str:
         result = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=self.password + "\n",
@@ -178,16 +196,47 @@ class DovecotInstance(Instance):
         crypted = result.stdout.strip()
         return "".join(f"{user}:{{SHA512-CRYPT}}{crypted}\n" for user in self.users)
 
+    def _protocol(self, name: str, port: int, reuse: int) -> str:
+        """The login and mail services of one protocol: only its implicit-TLS listener."""
+        connections = self.max_connections
+        per_login = math.ceil(connections / LOGIN_PROCESSES) + 100
+        return f"""
+protocol {name} {{
+  mail_max_userip_connections = {connections}
+}}
+service {name}-login {{
+  inet_listener {name} {{
+    port = 0
+  }}
+  inet_listener {name}s {{
+    address = {LOOPBACK}
+    port = {port}
+    ssl = yes
+  }}
+  service_count = 0
+  process_min_avail = {LOGIN_PROCESSES}
+  process_limit = {LOGIN_PROCESSES}
+  client_limit = {per_login}
+  vsz_limit = 2G
+}}
+service {name} {{
+  process_limit = {connections + 100}{self._reuse(reuse)}
+}}
+"""
+
     def _config(self) -> str:
         connections = self.max_connections
         per_login = math.ceil(connections / LOGIN_PROCESSES) + 100
+        protocols = self._protocol("imap", self.port, self.reuse_imap_processes)
+        if self.pop3s_port is not None:
+            protocols += self._protocol("pop3", self.pop3s_port, self.reuse_pop3_processes)
         return f"""\
-# Throwaway Dovecot of postar's bench/imap_load.py; see bench/dovecot_instance.py.
+# Throwaway Dovecot of postar's bench/imap_load.py and pop3_load.py; see bench/dovecot_instance.py.
 instance_name = postar-bench-{self.port}
 base_dir = {self.root}/run
 state_dir = {self.root}/state
 log_path = {self.log_file}
-protocols = imap
+protocols = imap{" pop3" if self.pop3s_port is not None else ""}
 listen = {LOOPBACK}
 
 ssl = required
@@ -206,29 +255,8 @@ userdb {{
 }}
 mail_location = maildir:{self.mail_base}/%u
 
-protocol imap {{
-  mail_max_userip_connections = {connections}
-}}
-
 default_client_limit = {per_login}
-service imap-login {{
-  inet_listener imap {{
-    port = 0
-  }}
-  inet_listener imaps {{
-    address = {LOOPBACK}
-    port = {self.port}
-    ssl = yes
-  }}
-  service_count = 0
-  process_min_avail = {LOGIN_PROCESSES}
-  process_limit = {LOGIN_PROCESSES}
-  client_limit = {per_login}
-  vsz_limit = 2G
-}}
-service imap {{
-  process_limit = {connections + 100}{self._imap_reuse()}
-}}
+{protocols}
 service auth {{
   client_limit = {connections + 1000}
 }}

@@ -1,8 +1,9 @@
 """A throwaway postar on loopback, set up with the admin CLI and run as a subprocess.
 
-Only the listeners asked for are on: SMTP always, IMAP over implicit TLS when an
-`imaps_port` is given. Every other listener is switched off in the config, as
-postar's defaults would otherwise open them on 0.0.0.0.
+Only the listeners asked for are on: SMTP always, IMAP and POP3 over implicit
+TLS when an `imaps_port` or `pop3s_port` is given. Every other listener is
+switched off in the config, as postar's defaults would otherwise open them on
+0.0.0.0.
 """
 
 import asyncio
@@ -28,7 +29,11 @@ if str(REPO) not in sys.path:
 
 
 def postar_command() -> list[str]:
-    """How to invoke this checkout's postar: this Python, `-m postar`, see `postar_env`."""
+    """How to invoke this checkout's postar: this Python, `-m postar`, see `postar_env`.
+
+    Run it with `cwd=REPO`: `-m` puts the working directory first on sys.path,
+    ahead of PYTHONPATH, so from another checkout it would run that one's postar.
+    """
     return [sys.executable, "-m", "postar"]
 
 
@@ -39,35 +44,38 @@ def postar_env() -> dict[str, str]:
     return env
 
 
-# Listeners the config names; all but smtp (and imaps when asked for) are set to "" (off).
+# Listeners the config names; all but smtp (and imaps, pop3s when asked for) are set to "" (off).
 LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "web")
 
 
 class PostarInstance(Instance):
     """postar serving SMTP on LOOPBACK:`port` for `domain`, with one user.
 
-    Optional: IMAP over implicit TLS on LOOPBACK:`imaps_port`, more users
+    Optional: IMAP over implicit TLS on LOOPBACK:`imaps_port`, POP3 over implicit
+    TLS on LOOPBACK:`pop3s_port`, more users
     (`extra_users`, same password), a given certificate (`tls_cert`, `tls_key`;
     otherwise postar makes its self-signed one) and a per-address connection limit.
     """
 
     def __init__(self, root: Path, port: int, domain: str, user: str, password: str, *,
-                 imaps_port: int | None = None, extra_users: Sequence[str] = (),
+                 imaps_port: int | None = None, pop3s_port: int | None = None,
+                 extra_users: Sequence[str] = (),
                  tls_cert: Path | None = None, tls_key: Path | None = None,
                  connections_per_ip: int = 2000):
-        self.root = root
+        self.root = root.absolute()  # postar runs in REPO, not in our working directory
         self.port = port
         self.domain = domain
         self.user = user
         self.password = password
         self.imaps_port = imaps_port
+        self.pop3s_port = pop3s_port
         self.extra_users = tuple(extra_users)
-        self.tls_cert = tls_cert
-        self.tls_key = tls_key
+        self.tls_cert = tls_cert and tls_cert.absolute()
+        self.tls_key = tls_key and tls_key.absolute()
         self.connections_per_ip = connections_per_ip
-        self.config_file = root / "postar.toml"
-        self.data_dir = root / "postar-data"
-        self.log_file = root / "postar.log"
+        self.config_file = self.root / "postar.toml"
+        self.data_dir = self.root / "postar-data"
+        self.log_file = self.root / "postar.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -88,10 +96,10 @@ class PostarInstance(Instance):
             self.process = subprocess.Popen(
                 [*postar_command(), "--config", str(self.config_file), "run"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env=postar_env(),
+                start_new_session=True, env=postar_env(), cwd=REPO,
             )
         try:
-            for port in (self.port, self.imaps_port):
+            for port in (self.port, self.imaps_port, self.pop3s_port):
                 if port is not None:
                     wait_for_port(port, STARTUP_TIMEOUT, is_alive=lambda: self.process.poll() is None)
         except RuntimeError as error:
@@ -149,7 +157,8 @@ class PostarInstance(Instance):
 
     def _admin(self, *args: str, stdin: str | None = None) -> None:
         command = [*postar_command(), "--config", str(self.config_file), *args]
-        result = subprocess.run(command, input=stdin, capture_output=True, text=True, env=postar_env())
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True,
+                                env=postar_env(), cwd=REPO)
         if result.returncode != 0:
             raise RuntimeError(
                 f"{' '.join(command)} failed ({result.returncode}):\n"
@@ -162,6 +171,8 @@ class PostarInstance(Instance):
         addresses["smtp"] = f"{LOOPBACK}:{self.port}"
         if self.imaps_port is not None:
             addresses["imaps"] = f"{LOOPBACK}:{self.imaps_port}"
+        if self.pop3s_port is not None:
+            addresses["pop3s"] = f"{LOOPBACK}:{self.pop3s_port}"
         lines = [
             f"hostname = {json.dumps(self.domain)}",
             f"data_dir = {json.dumps(str(self.data_dir))}",
