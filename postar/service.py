@@ -19,6 +19,7 @@ from postar.auth.login import LoginGate
 from postar.auth.passwords import Authenticator
 from postar.auth.throttle import LoginThrottle
 from postar.config import Config, split_address
+from postar.delivery.outbound import make_runner
 from postar.delivery.routing import Router
 from postar.context import Context
 from postar.imap.server import IMAPListener
@@ -82,12 +83,21 @@ async def run(config: Config, config_path: str | None) -> None:
             for sock in listener.sockets:
                 bound = sock.getsockname()
                 listening.append(f"{name} on {bound[0]}:{bound[1]}")
+        runner = make_runner(config, store)
+        context.wake_delivery = runner.wake
+        delivering = loop.create_task(runner.run())
+        stack.push_async_callback(_stop_task, delivering)  # before the store closes, after the listeners
         print("postar listening: " + ", ".join(listening), flush=True)
         if not await store.list_accounts():
             print(_first_steps(config, config_path), flush=True)
         await stop.wait()
         log.info("stopping")
     log.info("stopped")
+
+
+async def _stop_task(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _first_steps(config: Config, config_path: str | None) -> str:

@@ -32,6 +32,8 @@ HOSTNAME = "mx.example.test"
 DOMAIN = "example.test"
 PASSWORD = "correct horse battery"
 USERS = ("alice@example.test", "bob@example.test")
+# Port 9 (discard) on loopback: nobody answers, DNS look-ups time out, outbound mail stays queued.
+DEAD_DELIVERY = '[delivery]\nnameservers = ["127.0.0.1:9"]\nmx_port = 9\n'
 
 
 def free_port() -> int:
@@ -187,8 +189,12 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-def make_server(root: Path, ca: trustme.CA, extra_limits: str = "") -> Server:
-    """Write a config, add the test domain, users and an alias; not started yet."""
+def make_server(root: Path, ca: trustme.CA, extra_limits: str = "", extra_config: str = "") -> Server:
+    """Write a config, add the test domain, users and an alias; not started yet.
+
+    ``extra_limits`` goes into [limits]; ``extra_config`` (whole tables) after it. Without a
+    [delivery] table there, other domains are looked up at a DNS server that never answers:
+    their mail waits in the queue."""
     root.mkdir(parents=True, exist_ok=True)
     cert = ca.issue_cert(HOSTNAME, "localhost", "127.0.0.1")
     cert.private_key_pem.write_to_path(str(root / "key.pem"))
@@ -214,6 +220,7 @@ failed_login_delay = 0.05
 message_size = 1048576
 recipients = 5
 {extra_limits}
+{extra_config or DEAD_DELIVERY}
 """)
     server = Server(root, config, ports, ca)
     server.cli("domain", "add", DOMAIN)
@@ -239,8 +246,8 @@ def start_server(tmp_path: Path, ca: trustme.CA):
     """A factory for a private server, for tests that stop, kill or throttle it."""
     started: list[Server] = []
 
-    def start(extra_limits: str = "") -> Server:
-        private = make_server(tmp_path / f"server{len(started)}", ca, extra_limits)
+    def start(extra_limits: str = "", extra_config: str = "") -> Server:
+        private = make_server(tmp_path / f"server{len(started)}", ca, extra_limits, extra_config)
         private.start()
         started.append(private)
         return private

@@ -1,0 +1,245 @@
+"""The outbound queue's workers: take due messages, deliver them, record the outcome.
+
+Each queued message is split by recipient domain; each (message, domain) pair
+is one attempt (``attempt.py``), run under a global limit of connections and a
+limit per destination domain, so one slow or dead destination never holds up
+the others. Outcomes follow Postfix: accepted recipients are done; a 5xx is
+final and bounces; anything else is retried with exponential back-off and
+jitter until ``delivery.lifetime``, then bounces. The sender hears of a delay
+once (``delivery.delay_warning``) and of every failure, as NOTIFY allows
+(RFC 3461 §4.1); reports are stored in the same transaction as the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import defaultdict
+from email.utils import getaddresses
+from typing import Protocol
+
+from postar.config import Config
+from postar.delivery.accept import new_queue_id
+from postar.delivery.attempt import Answer, Route, TLSPolicies, attempt, smarthost_route
+from postar.delivery.reports import RecipientReport, build_report, status_of
+from postar.delivery.smtp_client import Envelope
+from postar.delivery.dkim import Signer
+from postar.message import header_fields, split_header, summarize_json
+from postar.store import (
+    AttemptResult, Delivery, DKIMKey, OutboundRecipient, QueuedRecipient, QueueEntry, RecipientStatus, Store,
+)
+
+log = logging.getLogger("postar.delivery")
+
+_BATCH = 500  # entries taken from the store per look
+
+
+class MailHosts(Protocol):
+    """What the runner needs of DNS: where a domain's mail goes, and hosts' addresses."""
+
+    async def route(self, domain: str) -> Route: ...
+
+    async def addresses(self, host: str) -> list[str]: ...
+
+
+class StoreSigners:
+    """The DKIM signer for the keys the store holds now (``postar dkim keygen`` adds keys while we run)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._keys: list[DKIMKey] | None = None
+        self._signer = Signer([])
+
+    async def current(self) -> Signer:
+        keys = await self.store.dkim_keys()
+        if keys != self._keys:
+            self._keys, self._signer = keys, Signer(keys)
+        return self._signer
+
+
+def from_domain(content: bytes) -> str:
+    """The domain of the (first) From address, lower-case; "" when there is none."""
+    value = header_fields(content[:split_header(content)], ("from",)).get("from", "")
+    address = getaddresses([value])[0][1] if value else ""
+    return address.rpartition("@")[2].lower().rstrip(">")
+
+
+class QueueRunner:
+    def __init__(self, config: Config, store: Store, hosts: MailHosts, policies: TLSPolicies):
+        self.config = config
+        self.settings = config.delivery
+        self.store = store
+        self.hosts = hosts
+        self.policies = policies
+        self.signers = StoreSigners(store)
+        self._wake = asyncio.Event()
+        self._in_flight: dict[int, set[str]] = defaultdict(set)  # entry id -> domains being tried
+        self._slots = asyncio.Semaphore(self.settings.concurrency)
+        self._per_domain: dict[str, asyncio.Semaphore] = {}
+        self._next_start: dict[str, float] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    def wake(self) -> None:
+        """New mail in the queue (or an admin's retry): look now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Until cancelled; running attempts are cancelled with it (their messages stay queued)."""
+        try:
+            while True:
+                self._wake.clear()
+                await self._dispatch()
+                await self._sleep()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=5)
+
+    async def _sleep(self) -> None:
+        next_due = await self.store.next_due()
+        # at most 5 s: `postar queue retry` and `release` in another process are noticed soon
+        wait = 5.0 if next_due is None else min(max(next_due - time.time(), 0.0), 5.0)
+        if wait == 0.0:
+            wait = 1.0  # what is due is in flight: look again soon, or when woken
+        try:
+            await asyncio.wait_for(self._wake.wait(), wait)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _dispatch(self) -> None:
+        now = time.time()
+        busy = {entry_id for entry_id, domains in self._in_flight.items() if domains}
+        for entry in await self.store.due_entries(now, _BATCH, skip=busy):
+            by_domain: dict[str, list[QueuedRecipient]] = defaultdict(list)
+            for recipient in entry.recipients:
+                by_domain[recipient.address.rpartition("@")[2].lower()].append(recipient)
+            for domain, recipients in by_domain.items():
+                self._in_flight[entry.entry_id].add(domain)
+                task = asyncio.get_running_loop().create_task(self._deliver(entry, domain, recipients))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, entry: QueueEntry, domain: str, recipients: list[QueuedRecipient]) -> None:
+        try:
+            semaphore = self._per_domain.setdefault(domain, asyncio.Semaphore(self.settings.per_destination))
+            async with self._slots, semaphore:
+                await self._pace(domain)
+                await self._attempt(entry, domain, recipients)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: delivery to %s failed unexpectedly; it stays queued", entry.queue_id, domain)
+        finally:
+            domains = self._in_flight[entry.entry_id]
+            domains.discard(domain)
+            if not domains:
+                del self._in_flight[entry.entry_id]
+                self.wake()
+
+    async def _pace(self, domain: str) -> None:
+        """``per_destination_rate``: new messages to one domain no closer together than 1/rate."""
+        rate = self.settings.per_destination_rate
+        if rate <= 0:
+            return
+        now = time.monotonic()
+        start = max(now, self._next_start.get(domain, now))
+        self._next_start[domain] = start + 1.0 / rate
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    async def _attempt(self, entry: QueueEntry, domain: str, recipients: list[QueuedRecipient]) -> None:
+        content = await self.store.queue_content(entry.entry_id)
+        if content is None:
+            return  # deleted meanwhile by an admin
+        content = await self._signed(entry, content)
+        envelope = Envelope(entry.sender, tuple((r.address, r.notify, r.orcpt) for r in recipients),
+                            entry.envid, entry.ret, entry.smtputf8)
+        route = smarthost_route(self.settings)
+        if route is None:
+            route = await self.hosts.route(domain)
+        if route.hosts:
+            answers = await attempt(self.settings, self.config.hostname, domain, route, envelope, content,
+                                    self.hosts, self.policies)
+        else:  # the DNS said no (route.error): final or temporary for every recipient
+            answers = {r.address: Answer(route.final, False, route.error) for r in recipients}
+        now = time.time()
+        results, reports, warned = self._settle(entry, recipients, answers, content, now)
+        await self.store.record_attempt(entry.entry_id, results, reports, warned)
+        for recipient, result in zip(recipients, results):
+            answer = answers[recipient.address]
+            log.info("%s: to=<%s>, relay=%s, tls=%s, delay=%.1f, attempt=%d, status=%s (%s)%s", entry.queue_id,
+                     recipient.address, answer.host or "none", answer.tls or "none", now - entry.created,
+                     recipient.attempts + 1, _STATUS_WORDS[result.status], answer.reply,
+                     f", next attempt in {result.next_attempt - now:.0f} s"
+                     if result.status is RecipientStatus.QUEUED else "")
+
+    async def _signed(self, entry: QueueEntry, content: bytes) -> bytes:
+        """DKIM-signed for the From domain (what DMARC aligns with), else the sender's domain."""
+        signer = await self.signers.current()
+        if not signer.domains():
+            return content
+        candidates = [from_domain(content), entry.sender.rpartition("@")[2].lower()]
+        domain = next((d for d in candidates if d in signer.domains()), "")
+        signature = signer.sign(content, domain) if domain else b""
+        if domain and not signature:
+            log.warning("%s: could not DKIM-sign for %s; sent unsigned", entry.queue_id, domain)
+        return signature + content
+
+    def _settle(self, entry: QueueEntry, recipients: list[QueuedRecipient], answers: dict[str, Answer],
+                content: bytes, now: float) -> tuple[list[AttemptResult], list[Delivery], bool]:
+        results = []
+        failed, relayed, delayed = [], [], []
+        expired = now - entry.created >= self.settings.lifetime
+        for recipient in recipients:
+            answer = answers[recipient.address]
+            notify = {n.strip().upper() for n in recipient.notify.split(",") if n.strip()}
+            if answer.delivered:
+                results.append(AttemptResult(recipient.id, RecipientStatus.SENT, answer.reply))
+                if "SUCCESS" in notify and not answer.dsn_passed_on:
+                    relayed.append(_report(recipient, answer, "relayed", "2.0.0"))
+            elif answer.final or expired:
+                reply = answer.reply if answer.final else (
+                    f"message expired after {self.settings.lifetime / 86400:g} days in the queue; "
+                    f"last error: {answer.reply}")
+                results.append(AttemptResult(recipient.id, RecipientStatus.FAILED, reply))
+                if "NEVER" not in notify and (not notify or "FAILURE" in notify):
+                    status = status_of(answer.reply, "5.0.0") if answer.final else "4.4.7"
+                    failed.append(_report(recipient, answer, "failed", status, reply))
+            else:
+                results.append(AttemptResult(recipient.id, RecipientStatus.QUEUED, answer.reply,
+                                             now + self._backoff(recipient.attempts)))
+                if not notify or "DELAY" in notify:
+                    delayed.append(_report(recipient, answer, "delayed", status_of(answer.reply, "4.0.0")))
+        reports = []
+        warn = (bool(delayed) and not entry.warned and self.settings.delay_warning > 0
+                and now - entry.created >= self.settings.delay_warning)
+        if entry.sender:  # reports never go to the null sender (RFC 5321 §4.5.5)
+            for group in (failed, relayed, delayed if warn else []):
+                if group:
+                    reports.append(self._report_delivery(entry, group, content, now))
+        return results, reports, warn
+
+    def _backoff(self, attempts: int) -> float:
+        wait = min(self.settings.retry_max, self.settings.retry_min * 2 ** min(attempts, 30))
+        return wait * random.uniform(0.8, 1.2)
+
+    def _report_delivery(self, entry: QueueEntry, group: list[RecipientReport], content: bytes,
+                         now: float) -> Delivery:
+        data = build_report(self.config.hostname, entry, group, content, self.settings.lifetime, now)
+        local = (entry.submitter,) if entry.submitter is not None else ()
+        return Delivery(
+            queue_id=new_queue_id(), sender="", data=data, header_prefix=b"Return-Path: <>\r\n",
+            relay_prefix=b"", internal_date=now, summary=summarize_json(data), local_accounts=local,
+            outbound=() if local else (OutboundRecipient(entry.sender),))
+
+
+_STATUS_WORDS = {RecipientStatus.SENT: "sent", RecipientStatus.FAILED: "bounced", RecipientStatus.QUEUED: "deferred"}
+
+
+def _report(recipient: QueuedRecipient, answer: Answer, action: str, status: str,
+            diagnostic: str | None = None) -> RecipientReport:
+    return RecipientReport(recipient.address, recipient.orcpt, action, status,
+                           diagnostic if diagnostic is not None else answer.reply, answer.host)
