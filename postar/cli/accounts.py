@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
 from postar.auth.passwords import app_password_key, hash_password, make_app_password
-from postar.cli.common import new_table, parse_address, read_password, with_store
+from postar.cli.common import new_table, parse_address, read_password, show, with_store
 from postar.smtp.parser import parse_mailbox
 from postar.store import PopAccess, PopAction, PopSettings, StoreError
 from postar.store.sqlite import SQLiteStore
@@ -76,7 +75,7 @@ def user_list(ctx: click.Context) -> None:
     for account in accounts:
         table.add_row(account.address, "disabled" if account.disabled else "enabled",
                       "on" if account.imap_enabled else "off")
-    Console().print(table)
+    show(table)
 
 
 @user.command("del")

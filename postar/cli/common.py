@@ -8,6 +8,7 @@ import sys
 from typing import Any, Awaitable, Callable
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from postar import config as config_module
@@ -67,6 +68,14 @@ def read_password(from_stdin: bool) -> str:
     if len(password) < 8:
         raise click.ClickException("the password must have at least 8 characters")
     return password
+
+
+def show(table: Table) -> None:
+    """Print a table; piped or in a script, as wide as it needs (ids never cut)."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=240)
+    console.print(table)
 
 
 def new_table(*columns: str) -> Table:

@@ -12,9 +12,8 @@ import time
 from datetime import datetime
 
 import click
-from rich.console import Console
 
-from postar.cli.common import new_table, with_store
+from postar.cli.common import new_table, show, with_store
 from postar.store import QueueEntry, RecipientStatus
 
 
@@ -48,7 +47,7 @@ def queue_list(ctx: click.Context) -> None:
         state = "held" if entry.held else (f"next {_when(min(r.next_attempt for r in waiting))}" if waiting else "")
         table.add_row(entry.queue_id, _age(entry.created), str(entry.size), entry.sender or "<>",
                       ", ".join(r.address for r in waiting), state)
-    Console().print(table)
+    show(table)
     click.echo(f"{len(entries)} message{'s' if len(entries) != 1 else ''} in the queue")
 
 
@@ -67,7 +66,7 @@ def queue_show(ctx: click.Context, queue_id: str) -> None:
     for r in entry.recipients:
         table.add_row(r.address, r.status.value, str(r.attempts),
                       _when(r.next_attempt) if r.status is RecipientStatus.QUEUED else "", r.last_reply)
-    Console().print(table)
+    show(table)
 
 
 def _which(queue_id: str | None, everything: bool) -> str | None:

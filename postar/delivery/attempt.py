@@ -101,7 +101,10 @@ async def _session(config: DeliveryConfig, hostname: str, domain: str, host: str
     where = f"{host}[{address}]:{port}"
     client = SMTPClient(hostname, config.command_timeout)
     try:
-        requirement = await policies.requirement(domain, host)
+        try:
+            requirement = await policies.requirement(domain, host)
+        except Exception as e:  # DNSFailure (TLSA SERVFAIL), TLSPolicyError (MTA-STS): not now
+            raise SMTPFailure(getattr(e, "reason", str(e))) from None
         await client.connect(address, port, config.connect_timeout)
         await client.hello()
         if "STARTTLS" in client.extensions:
@@ -115,7 +118,7 @@ async def _session(config: DeliveryConfig, hostname: str, domain: str, host: str
             await _login(client, *route.login)
         if refusal := _unsupported(client, envelope, content):
             for recipient, _, _ in envelope.recipients:
-                progress.answers[recipient] = Answer(True, False, f"{where}: {refusal}", where, client.tls)
+                progress.answers[recipient] = Answer(True, False, refusal, where, client.tls)
             return True
         outcome = await client.send(envelope, content)
     except SMTPFailure as failure:
