@@ -101,21 +101,11 @@ async def _session(config: DeliveryConfig, hostname: str, domain: str, host: str
     where = f"{host}[{address}]:{port}"
     client = SMTPClient(hostname, config.command_timeout)
     try:
-        try:
-            requirement = await policies.requirement(domain, host)
-        except Exception as e:  # DNSFailure (TLSA SERVFAIL), TLSPolicyError (MTA-STS): not now
-            raise SMTPFailure(getattr(e, "reason", str(e))) from None
-        await client.connect(address, port, config.connect_timeout)
-        await client.hello()
-        if "STARTTLS" in client.extensions:
-            ssl_object = await client.starttls(policies.context(requirement), host)
-            problem = policies.check(ssl_object, requirement, host)
-            if problem and requirement.mandatory:
-                raise SMTPFailure(f"TLS required by {requirement.source}: {problem}")
-        elif requirement.mandatory:
-            raise SMTPFailure(f"TLS required by {requirement.source}, but {host} does not offer STARTTLS")
-        if route.login is not None:
+        if route.login is not None:  # a smarthost: verified TLS, always, before the password goes
+            await _connect_smarthost(client, config, host, address, port)
             await _login(client, *route.login)
+        else:
+            await _connect_mx(client, config, domain, host, address, port, policies)
         if refusal := _unsupported(client, envelope, content):
             for recipient, _, _ in envelope.recipients:
                 progress.answers[recipient] = Answer(True, False, refusal, where, client.tls)
@@ -145,6 +135,40 @@ async def _session(config: DeliveryConfig, hostname: str, domain: str, host: str
             progress.answers[recipient] = Answer(bool(data and data.permanent), False,
                                                  str(data) if data else "no reply to DATA", where, client.tls)
     return True
+
+
+async def _connect_mx(client: SMTPClient, config: DeliveryConfig, domain: str, host: str, address: str,
+                      port: int, policies: TLSPolicies) -> None:
+    """Connect to an MX host with the TLS its domain's policy asks for (RFC 7672, RFC 8461, RFC 7435)."""
+    try:
+        requirement = await policies.requirement(domain, host)
+    except Exception as e:  # DNSFailure (TLSA SERVFAIL), TLSPolicyError (MTA-STS): not now
+        raise SMTPFailure(getattr(e, "reason", str(e))) from None
+    await client.connect(address, port, config.connect_timeout)
+    await client.hello()
+    if "STARTTLS" in client.extensions:
+        ssl_object = await client.starttls(policies.context(requirement), host)
+        problem = policies.check(ssl_object, requirement, host)
+        if problem and requirement.mandatory:
+            raise SMTPFailure(f"TLS required by {requirement.source}: {problem}")
+    elif requirement.mandatory:
+        raise SMTPFailure(f"TLS required by {requirement.source}, but {host} does not offer STARTTLS")
+
+
+async def _connect_smarthost(client: SMTPClient, config: DeliveryConfig, host: str, address: str,
+                             port: int) -> None:
+    context = ssl.create_default_context(cafile=config.ca_file or None)
+    if config.ca_file:
+        context.load_default_certs()
+    if port == 465:
+        await client.connect(address, port, config.connect_timeout, implicit_tls=context, server_hostname=host)
+        await client.hello()
+        return
+    await client.connect(address, port, config.connect_timeout)
+    await client.hello()
+    if "STARTTLS" not in client.extensions:
+        raise SMTPFailure(f"the smarthost {host} does not offer STARTTLS; the password is not sent in clear")
+    await client.starttls(context, host)
 
 
 def _unsupported(client: SMTPClient, envelope: Envelope, content: bytes) -> str:

@@ -79,12 +79,17 @@ class SMTPClient:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def connect(self, address: str, port: int, connect_timeout: float) -> Reply:
+    async def connect(self, address: str, port: int, connect_timeout: float,
+                      implicit_tls: ssl.SSLContext | None = None, server_hostname: str = "") -> Reply:
+        """Connect and read the greeting; with ``implicit_tls``, TLS from the start (RFC 8314, port 465)."""
+        tls = {"ssl": implicit_tls, "server_hostname": server_hostname} if implicit_tls else {}
         try:
             self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(address, port, limit=MAX_REPLY_LINE * 4), connect_timeout)
-        except (OSError, asyncio.TimeoutError) as e:
+                asyncio.open_connection(address, port, limit=MAX_REPLY_LINE * 4, **tls), connect_timeout)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError) as e:
             raise SMTPFailure(f"connect to {address}:{port} failed: {e or 'timed out'}") from None
+        if implicit_tls is not None:
+            self._note_tls(self._writer.get_extra_info("ssl_object"))
         greeting = await self.read_reply(connect_timeout)
         if greeting.code != 220:
             raise SMTPFailure(f"greeting: {greeting}", temporary=not greeting.permanent, reply=greeting)
@@ -112,10 +117,13 @@ class SMTPClient:
         except (ssl.SSLError, OSError, asyncio.TimeoutError) as e:
             raise SMTPFailure(f"TLS handshake failed: {e or 'timed out'}") from None
         ssl_object = self._writer.get_extra_info("ssl_object")
-        cipher = ssl_object.cipher()
-        self.tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+        self._note_tls(ssl_object)
         await self.hello()  # RFC 3207 §4.2: forget what was learnt before TLS
         return ssl_object
+
+    def _note_tls(self, ssl_object: ssl.SSLObject) -> None:
+        cipher = ssl_object.cipher()
+        self.tls = f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
 
     async def send(self, envelope: Envelope, content: bytes) -> Outcome:
         """One transaction; refused recipients are in the outcome, not raised."""
