@@ -125,7 +125,7 @@ class QueueRunner:
     async def _deliver(self, entry: QueueEntry, domain: str, recipients: list[QueuedRecipient]) -> None:
         try:
             semaphore = self._per_domain.setdefault(domain, asyncio.Semaphore(self.settings.per_destination))
-            async with self._slots, semaphore:
+            async with semaphore, self._slots:  # waiting for a busy domain holds no global slot
                 await self._pace(domain)
                 await self._attempt(entry, domain, recipients)
         except asyncio.CancelledError:
@@ -193,6 +193,8 @@ class QueueRunner:
         results = []
         failed, relayed, delayed = [], [], []
         expired = now - entry.created >= self.settings.lifetime
+        # one retry time for the recipients that wait, so they go together again (as Postfix defers a message)
+        retry_at = now + self._backoff(max(r.attempts for r in recipients))
         for recipient in recipients:
             answer = answers[recipient.address]
             notify = {n.strip().upper() for n in recipient.notify.split(",") if n.strip()}
@@ -209,8 +211,7 @@ class QueueRunner:
                     status = status_of(answer.reply, "5.0.0") if answer.final else "4.4.7"
                     failed.append(_report(recipient, answer, "failed", status, reply))
             else:
-                results.append(AttemptResult(recipient.id, RecipientStatus.QUEUED, answer.reply,
-                                             now + self._backoff(recipient.attempts)))
+                results.append(AttemptResult(recipient.id, RecipientStatus.QUEUED, answer.reply, retry_at))
                 if not notify or "DELAY" in notify:
                     delayed.append(_report(recipient, answer, "delayed", status_of(answer.reply, "4.0.0")))
         reports = []

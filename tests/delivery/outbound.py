@@ -1,7 +1,8 @@
 """Shared by the outbound-delivery tests: a world of other domains on loopback.
 
 ``World`` is a real DNS server (unbound, ``dnsserver.py``) with the test zones,
-receiving Postfix instances (``receivers.py``) on 127.0.0.x at one MX port, and
+receiving Postfix instances (``receivers.py``) and scripted servers for fault
+cases (``scripted_smtp.py``) on 127.0.0.x at one MX port, and
 a private postar whose [delivery] table points at both. Mail is submitted by
 alice@example.test on the submission port, as a mail client would.
 """
@@ -18,9 +19,11 @@ from pathlib import Path
 
 import trustme
 
-from tests.conftest import PASSWORD, USERS, Server, free_port, make_server
+from tests.conftest import PASSWORD, USERS, Server, make_server
+from tests.delivery.conftest import free_loopback_port
 from tests.delivery.dnsserver import DNSServer
 from tests.delivery.receivers import PostfixReceiver
+from tests.delivery.scripted_smtp import Behaviour, ScriptedSMTP
 
 SENDER = USERS[0]
 
@@ -30,10 +33,11 @@ class World:
     root: Path
     ca: trustme.CA
     dns: DNSServer
-    port: int = field(default_factory=free_port)
+    port: int = field(default_factory=free_loopback_port)
     receivers: list[PostfixReceiver] = field(default_factory=list)
     servers: list[Server] = field(default_factory=list)
     scratch: list[Path] = field(default_factory=list)
+    fakes: list[ScriptedSMTP] = field(default_factory=list)
 
     def receiver(self, ip: str, domains: list[str], name: str | None = None, tls: bool = True,
                  settings: dict[str, str] | None = None) -> PostfixReceiver:
@@ -54,6 +58,13 @@ class World:
         self.receivers.append(receiver)
         return receiver
 
+    def scripted(self, ip: str, *behaviours: Behaviour) -> ScriptedSMTP:
+        """A scripted SMTP server on ``ip`` at the MX port (stopped by ``close``)."""
+        server = ScriptedSMTP(ip, self.port, *behaviours)
+        server.start()
+        self.fakes.append(server)
+        return server
+
     def postar(self, delivery: str = "", limits: str = "") -> Server:
         """A private postar delivering through this world (``delivery``: more [delivery] keys)."""
         ca_file = self.root / "ca.pem"
@@ -71,6 +82,8 @@ class World:
                 server.stop()
         for receiver in self.receivers:
             receiver.stop()
+        for fake in self.fakes:
+            fake.stop()
         for directory in self.scratch:
             shutil.rmtree(directory, ignore_errors=True)
 

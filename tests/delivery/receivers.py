@@ -11,7 +11,9 @@ is stopped with SIGTERM, which master(8) passes on to its whole process group.
 any local part in the domains it is given, offers STARTTLS with the certificate
 it is given, and hands every message to a pipe(8) script that writes the
 envelope and the message, exactly as Postfix delivers it, to a file that
-``received()`` reads back.
+``received()`` reads back. What Postfix adds is its Received header alone (see
+``Received``). Bounces and DSN notices it sends are captured the same way
+(``notifications()``), so it never looks up or reaches another host.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 MAIL_OWNER = "postfix"
 SETGID_GROUP = "postdrop"
@@ -242,16 +245,18 @@ def process_group_alive(group: int) -> bool:
     return False
 
 
-# pipe(8) runs this as nobody with: queue id, client address, HELO name, sender, recipients...
+# pipe(8) runs this as nobody with: nexthop, queue id, client address, HELO name, sender,
+# recipients...
 # It writes the envelope as "name value" lines, a blank line, then the message
-# from standard input, into tmp/ and then renames the file into new/.
+# from standard input, into tmp/ and then renames the file into new/. The file
+# names sort as the long queue ids do: in the order Postfix accepted the messages.
 CAPTURE_SCRIPT = """\
 #!/bin/sh
 set -e
-name=$(date +%s%N).$1
+name=$2.$(date +%s%N)
 {
-    printf 'queue_id %s\\nclient %s\\nhelo %s\\nsender %s\\n' "$1" "$2" "$3" "$4"
-    shift 4
+    printf 'nexthop %s\\nqueue_id %s\\nclient %s\\nhelo %s\\nsender %s\\n' "$1" "$2" "$3" "$4" "$5"
+    shift 5
     for recipient; do printf 'recipient %s\\n' "$recipient"; done
     printf '\\n'
     cat
@@ -259,6 +264,7 @@ name=$(date +%s%N).$1
 mv "$CAPTURE_DIR/tmp/$name" "$CAPTURE_DIR/new/$name"
 """
 CAPTURE_USER = "nobody"
+INBOUND, NOTIFICATION = "inbound", "notification"  # the capture transport's nexthops
 
 # Postfix's Received header comes first: a header line, then folded lines (RFC 5322 §2.2.3).
 TRACE_HEADER = re.compile(rb"Received: [^\n]*\n(?:[ \t][^\n]*\n)*")
@@ -272,8 +278,9 @@ TLS_VERSION = re.compile(rb"\(using (TLSv[\d.]+) with cipher ")
 class Received:
     """One delivery by a PostfixReceiver: one message to all its recipients."""
 
+    nexthop: str  # INBOUND, or NOTIFICATION for what Postfix itself sent
     queue_id: str
-    client: str  # the client's IP address
+    client: str  # the client's IP address; "" for what Postfix itself sent
     helo: str
     sender: str  # "" for the null sender
     recipients: tuple[str, ...]
@@ -292,7 +299,11 @@ class Received:
 
     @property
     def message(self) -> bytes:
-        """The message as the client sent it (unstuffed): after trace_header, CRLF line ends."""
+        """The message as the client sent it (unstuffed): after trace_header, CRLF line ends.
+
+        Exact for a message whose lines all end in CRLF; Postfix itself turns a bare CR
+        into a space and drops a CR before CRLF, and a bare LF comes back as CRLF.
+        """
         return self.data[len(self.trace_header):].replace(b"\n", b"\r\n")
 
 
@@ -300,8 +311,9 @@ class PostfixReceiver(PostfixServer):
     """An MX for ``domains`` on ``ip``:``port``: any local part, every message captured.
 
     With ``cert`` and ``key`` (PEM paths; the certificate file may hold the chain)
-    it offers STARTTLS and logs each TLS session. SMTPUTF8, 8BITMIME, PIPELINING,
-    DSN and ENHANCEDSTATUSCODES are Postfix's defaults. It refuses to relay for
+    it offers STARTTLS and logs each TLS session. PIPELINING, SIZE 10240000,
+    ENHANCEDSTATUSCODES, 8BITMIME, DSN, SMTPUTF8 and CHUNKING (and VRFY, ETRN) are
+    Postfix's defaults. It refuses to relay for
     other domains (554 5.7.1). ``settings`` adds or overrides main.cf parameters,
     e.g. ``{"message_size_limit": "10000"}``.
     """
@@ -331,11 +343,17 @@ class PostfixReceiver(PostfixServer):
             "smtpd_peername_lookup": "no",
             # Add no Message-ID, Date or From to what a client sends, wherever it connects from.
             "local_header_rewrite_clients": "",
+            # Long queue ids start with the arrival time in seconds and microseconds,
+            # in fixed-width base 52 whose digits ascend in ASCII: they sort by arrival.
+            "enable_long_queue_ids": "yes",
             "virtual_mailbox_domains": ", ".join(self.domains),
             "virtual_mailbox_maps": "static:any",  # every local part exists
             # One nexthop for all domains, so one delivery carries all a message's recipients.
-            "virtual_transport": "capture:all",
+            "virtual_transport": f"capture:{INBOUND}",
             "capture_destination_recipient_limit": "1000",
+            # What Postfix itself sends (bounces, DSN success notices) is captured too,
+            # never looked up in the DNS nor sent anywhere.
+            "default_transport": f"capture:{NOTIFICATION}",
             **tls,
             **self.extra_settings,
         }
@@ -343,7 +361,7 @@ class PostfixReceiver(PostfixServer):
     def services(self) -> str:
         return super().services() + (
             f"capture unix - n n - - pipe flags= user={CAPTURE_USER} null_sender=\n"
-            f"  argv=/bin/sh {self.root / 'capture.sh'} ${{queue_id}} ${{client_address}}"
+            f"  argv=/bin/sh {self.root / 'capture.sh'} ${{nexthop}} ${{queue_id}} ${{client_address}}"
             " ${client_helo} ${sender} ${recipient}\n")
 
     def make_directories(self) -> None:
@@ -356,23 +374,38 @@ class PostfixReceiver(PostfixServer):
         script.chmod(0o755)
 
     def received(self) -> list[Received]:
-        """Every delivery so far, oldest first."""
+        """Every message delivered for the domains so far, in the order Postfix accepted them."""
+        return [capture for capture in self.captured() if capture.nexthop == INBOUND]
+
+    def notifications(self) -> list[Received]:
+        """What Postfix itself sent so far, oldest first: bounces, delay warnings and
+        delivery notices (RFC 3461 NOTIFY=SUCCESS), addressed to the envelope sender."""
+        return [capture for capture in self.captured() if capture.nexthop == NOTIFICATION]
+
+    def captured(self) -> list[Received]:
         return [parse_capture((self.capture_dir / "new" / name).read_bytes())
                 for name in sorted(os.listdir(self.capture_dir / "new"))]
 
     def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[Received]:
-        """``received()`` once it holds at least ``count`` deliveries.
+        """``received()`` once it holds at least ``count`` messages.
 
         Postfix answers 250 when the message is queued; delivery follows within
         tens of milliseconds. Raises AssertionError with the log's tail on timeout.
         """
+        return self._wait(self.received, count, timeout)
+
+    def wait_for_notifications(self, count: int = 1, timeout: float = 10.0) -> list[Received]:
+        """``notifications()`` once it holds at least ``count`` messages."""
+        return self._wait(self.notifications, count, timeout)
+
+    def _wait(self, read: Callable[[], list[Received]], count: int, timeout: float) -> list[Received]:
         deadline = time.monotonic() + timeout
-        while len(os.listdir(self.capture_dir / "new")) < count:
+        while len(found := read()) < count:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.ip}:{self.port} delivered "
-                                     f"{len(self.received())} of {count}; log tail:\n{self.log_tail()}")
+                raise AssertionError(f"{self.ip}:{self.port}: {len(found)} of {count} {read.__name__}; "
+                                     f"log tail:\n{self.log_tail()}")
             time.sleep(0.02)
-        return self.received()
+        return found
 
     def tls_log(self) -> list[str]:
         """smtpd's log lines about TLS sessions ("... TLS connection established ...")."""
@@ -390,7 +423,7 @@ def parse_capture(content: bytes) -> Received:
     assert trace, f"the message does not start with Postfix's Received header: {data[:300]!r}"
     protocol = PROTOCOL.search(trace.group())
     tls_version = TLS_VERSION.search(trace.group())
-    return Received(queue_id=fields["queue_id"][0], client=fields["client"][0],
+    return Received(nexthop=fields["nexthop"][0], queue_id=fields["queue_id"][0], client=fields["client"][0],
                     helo=fields["helo"][0], sender=fields["sender"][0],
                     recipients=tuple(fields.get("recipient", ())),
                     protocol=protocol.group(1).decode() if protocol else "",

@@ -1,0 +1,126 @@
+"""Outbound delivery when the other side misbehaves, against scripted SMTP servers found
+through the real DNS server: "try later" then success, a server that stalls or drops
+the connection in the middle of DATA, a 421 greeting, EHLO refused, a slow destination
+beside a fast one, a kill -9 while a message is on the wire, and the smarthost.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.delivery.dnsserver import DNSServer
+from tests.delivery.outbound import SENDER, World, reports, submit, wait_until
+from tests.delivery.scripted_smtp import DROP, STALL, Behaviour
+
+ZONES = {
+    "flaky.test": {"@": ["MX 10 mx"], "mx": ["A 127.0.0.6"]},
+    "two.test": {"@": ["MX 10 mx1", "MX 20 mx2"], "mx1": ["A 127.0.0.6"], "mx2": ["A 127.0.0.7"]},
+    "slow.test": {"@": ["MX 10 mx"], "mx": ["A 127.0.0.8"]},
+    "fast.test": {"@": ["MX 10 mx"], "mx": ["A 127.0.0.9"]},
+}
+QUICK = "retry_min = 0.3\nretry_max = 0.6\ncommand_timeout = 2\nconnect_timeout = 2"
+
+
+@pytest.fixture(scope="module")
+def dns_server(tmp_path_factory):
+    server = DNSServer(tmp_path_factory.mktemp("dns"))
+    for name, records in ZONES.items():
+        server.zone(name, records)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def world(tmp_path, ca, dns_server):
+    made = World(tmp_path, ca, dns_server)
+    yield made
+    made.close()
+
+
+def delivered(fake) -> list[bytes]:
+    return [m for s in fake.sessions for m in s.messages if any(t.final and t.final.startswith("250")
+                                                                    for t in s.transactions)]
+
+
+def test_try_later_then_success_with_pipelining(world):
+    fake = world.scripted("127.0.0.6", Behaviour(rcpt_default="450 4.2.0 Mailbox busy, try later"), Behaviour())
+    postar = world.postar(QUICK)
+    raw = submit(postar, ["kim@flaky.test", "lee@flaky.test"])
+    sessions = fake.wait_for(lambda s: len(s) >= 2 and s[1].messages)
+    first, second = sessions[0], sessions[1]
+    assert [r.reply[:3] for r in first.transactions[0].recipients] == ["450", "450"]
+    assert second.transactions[0].accepted == ["kim@flaky.test", "lee@flaky.test"]
+    assert second.messages[0].endswith(raw) and second.tls is False
+    assert any(len(batch) >= 3 for batch in second.batches), second.batches  # MAIL, RCPTs, DATA at once
+    wait_until(lambda: postar.queue() == [], what="the queue to empty")
+    log = postar.log()
+    assert "status=deferred (450 4.2.0 Mailbox busy" in log and "attempt=2, status=sent" in log
+
+
+@pytest.mark.parametrize("fault", [STALL, DROP])
+def test_a_server_that_stalls_or_drops_mid_data_gets_the_message_again(world, fault):
+    fake = world.scripted("127.0.0.6", Behaviour(cut_data_after=20, final=fault), Behaviour())
+    postar = world.postar(QUICK)
+    raw = submit(postar, ["max@flaky.test"], body="line\r\n" * 200)
+    wait_until(lambda: postar.queue() == [], what="the message to be delivered")
+    assert [m for m in delivered(fake)] and delivered(fake)[0].endswith(raw)
+    assert fake.sessions[0].transactions[0].complete is False or fault is STALL
+    assert "status=deferred" in postar.log() and reports(postar) == []
+
+
+def test_a_421_greeting_moves_on_to_the_next_mx(world):
+    world.scripted("127.0.0.6", Behaviour(greeting="421 4.3.2 Too busy, closing"))
+    backup = world.scripted("127.0.0.7", Behaviour())
+    postar = world.postar(QUICK)
+    submit(postar, ["ned@two.test"])
+    backup.wait_for(lambda s: s and s[0].messages)
+    wait_until(lambda: postar.queue() == [], what="the queue to empty")
+    assert "421 4.3.2 Too busy" in postar.log() and "relay=mx2.two.test[127.0.0.7]" in postar.log()
+
+
+def test_ehlo_refused_falls_back_to_helo(world):
+    fake = world.scripted("127.0.0.6", Behaviour(ehlo="502 5.5.1 EHLO not implemented"))
+    postar = world.postar(QUICK)
+    submit(postar, ["olga@flaky.test"])
+    [session] = fake.wait_for(lambda s: s and s[0].messages)
+    assert any(c.startswith("HELO ") for c in session.commands)
+    assert all(not t.params for t in session.transactions)  # no ESMTP parameters after HELO
+
+
+def test_a_slow_destination_does_not_hold_up_the_others(world):
+    slow = world.scripted("127.0.0.8", Behaviour(greeting=STALL))
+    fast = world.scripted("127.0.0.9", Behaviour())
+    postar = world.postar("concurrency = 3\nper_destination = 2\ncommand_timeout = 60\nconnect_timeout = 60")
+    for n in range(4):
+        submit(postar, [f"stuck{n}@slow.test"])
+    slow.wait_for(lambda s: len(s) >= 2)  # both connections to slow.test are hanging
+    submit(postar, ["quick@fast.test"])
+    fast.wait_for(lambda s: s and s[0].messages)
+    assert slow.connections == 2 and all(s.open for s in slow.sessions)
+
+
+def test_kill_9_while_a_message_is_on_the_wire_loses_nothing(world):
+    fake = world.scripted("127.0.0.6", Behaviour(final=STALL))
+    postar = world.postar("command_timeout = 60\nretry_min = 0.3")
+    raw = submit(postar, ["pat@flaky.test"])
+    fake.wait_for(lambda s: s and s[0].transactions and s[0].transactions[0].complete)
+    postar.stop(signal.SIGKILL)
+    fake.script(Behaviour())
+    postar.start()
+    wait_until(lambda: postar.queue() == [], what="the queue to empty after the restart")
+    got = delivered(fake)
+    assert got and got[-1].endswith(raw) and len(got) == 1  # the stalled copy was never acknowledged
+    assert postar.store_problems() == []
+
+
+def test_the_smarthost_takes_everything(world):
+    relay = world.scripted("127.0.0.9", Behaviour())
+    postar = world.postar(f'smarthost = "127.0.0.9:{world.port}"\n' + QUICK)
+    submit(postar, ["a@nowhere-in-dns.test", "b@flaky.test"])
+    sessions = relay.wait_for(lambda s: sum(len(x.messages) for x in s) >= 2)
+    recipients = sorted(a for s in sessions for t in s.transactions for a in t.accepted)
+    assert recipients == ["a@nowhere-in-dns.test", "b@flaky.test"]
+    assert all(t.sender == SENDER for s in sessions for t in s.transactions)
