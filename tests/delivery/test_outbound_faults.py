@@ -124,3 +124,27 @@ def test_the_smarthost_takes_everything(world):
     recipients = sorted(a for s in sessions for t in s.transactions for a in t.accepted)
     assert recipients == ["a@nowhere-in-dns.test", "b@flaky.test"]
     assert all(t.sender == SENDER for s in sessions for t in s.transactions)
+
+
+def test_dsn_parameters_are_passed_on_to_a_server_that_offers_dsn(world):
+    fake = world.scripted("127.0.0.6", Behaviour())
+    postar = world.postar(QUICK)
+    submit(postar, ["quinn@flaky.test"], mail_options=("RET=HDRS", "ENVID=env-7"),
+           rcpt_options=("NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;quinn@flaky.test"))
+    [session] = fake.wait_for(lambda s: s and s[0].messages)
+    transaction = session.transactions[0]
+    assert transaction.params["RET"] == "HDRS" and transaction.params["ENVID"] == "env-7"
+    assert transaction.recipients[0].params == {"NOTIFY": "SUCCESS,FAILURE", "ORCPT": "rfc822;quinn@flaky.test"}
+    wait_until(lambda: postar.queue() == [], what="the queue to empty")
+    assert reports(postar) == []  # the remote server reports success itself
+
+
+def test_notify_success_to_a_server_without_dsn_gets_a_relayed_notice(world):
+    fake = world.scripted("127.0.0.6", Behaviour(extensions=("PIPELINING", "8BITMIME")))
+    postar = world.postar(QUICK)
+    submit(postar, ["ruth@flaky.test"], rcpt_options=("NOTIFY=SUCCESS",))
+    [session] = fake.wait_for(lambda s: s and s[0].messages)
+    assert session.transactions[0].recipients[0].params == {}
+    [notice] = wait_until(lambda: reports(postar), what="the relayed notice")
+    assert notice["Subject"] == "Successful Mail Relay Report"
+    assert "Action: relayed" in notice.as_string()
