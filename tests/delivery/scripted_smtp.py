@@ -16,6 +16,7 @@ STARTTLS is left in our own buffer, where it is recorded and discarded
 
 from __future__ import annotations
 
+import base64
 import enum
 import os
 import re
@@ -65,6 +66,8 @@ class Behaviour:
     data: Reply = "354 End data with <CR><LF>.<CR><LF>"
     final: Reply | Sequence[Reply] = "250 2.0.0 Ok: queued"
     cut_data_after: int | None = None
+    # user -> password: AUTH PLAIN is offered after STARTTLS, as a provider's submission server does
+    logins: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,6 +116,7 @@ class Session:
     unanswered: bytes = b""  # what arrived after the server began to stall
     quit: bool = False
     open: bool = True
+    login: str | None = None  # the user of a successful AUTH
 
     @property
     def tls(self) -> bool:
@@ -284,6 +288,8 @@ class Conversation:
         extensions = list(self.behaviour.extensions)
         if self.behaviour.tls is not None and not self.session.tls:
             extensions.append("STARTTLS")
+        if self.behaviour.logins and self.session.tls:
+            extensions.append("AUTH PLAIN")
         keywords = [self.behaviour.hostname, *extensions]
         self.reply("\n".join(f"250{' ' if i == len(keywords) - 1 else '-'}{k}"
                              for i, k in enumerate(keywords)))
@@ -296,6 +302,22 @@ class Conversation:
         self.session.ehlo = line.partition(" ")[2].strip() or None
         self.greeted = True
         self.transaction = None
+
+    def do_auth(self, line: str) -> None:
+        words = line.split()
+        if not (self.behaviour.logins and self.session.tls) or len(words) != 3 or words[1].upper() != "PLAIN":
+            self.reply("504 5.5.4 Error: only AUTH PLAIN with an initial response, over TLS")
+            return
+        try:
+            _, user, password = base64.b64decode(words[2]).decode().split("\0")
+        except ValueError:
+            self.reply("501 5.5.2 Error: malformed response")
+            return
+        if self.behaviour.logins.get(user) == password:
+            self.session.login = user
+            self.reply("235 2.7.0 Authentication successful")
+        else:
+            self.reply("535 5.7.8 Error: authentication failed")
 
     def do_starttls(self, line: str) -> None:
         if self.behaviour.tls is None or self.session.tls:
@@ -390,6 +412,7 @@ COMMANDS: dict[str, Callable[[Conversation, str], None]] = {
     "EHLO": Conversation.do_ehlo,
     "HELO": Conversation.do_helo,
     "STARTTLS": Conversation.do_starttls,
+    "AUTH": Conversation.do_auth,
     "MAIL": Conversation.do_mail,
     "RCPT": Conversation.do_rcpt,
     "DATA": Conversation.do_data,

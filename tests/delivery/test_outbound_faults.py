@@ -7,6 +7,7 @@ beside a fast one, a kill -9 while a message is on the wire, and the smarthost.
 from __future__ import annotations
 
 import signal
+import ssl
 
 import pytest
 
@@ -148,3 +149,33 @@ def test_notify_success_to_a_server_without_dsn_gets_a_relayed_notice(world):
     [notice] = wait_until(lambda: reports(postar), what="the relayed notice")
     assert notice["Subject"] == "Successful Mail Relay Report"
     assert "Action: relayed" in notice.as_string()
+
+
+def test_the_smarthost_login_goes_only_over_verified_tls(world, tmp_path):
+    issued = world.ca.issue_cert("relay.provider.test", "127.0.0.9")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    issued.configure_cert(context)
+    relay = world.scripted("127.0.0.9", Behaviour(tls=context, logins={"me@provider.test": "s3cret pw"}))
+    secret = tmp_path / "smarthost-password"
+    secret.write_text("s3cret pw\n")
+    secret.chmod(0o600)
+    postar = world.postar(f'smarthost = "127.0.0.9:{world.port}"\nsmarthost_user = "me@provider.test"\n'
+                          f'smarthost_password_file = "{secret}"\n' + QUICK)
+    submit(postar, ["tom@far.test"])
+    [session] = relay.wait_for(lambda s: s and s[0].messages)
+    assert session.tls and session.login == "me@provider.test"
+    assert not any(c.startswith("AUTH") for c in session.commands[:session.commands.index("STARTTLS")])
+    wait_until(lambda: postar.queue() == [], what="the queue to empty")
+    assert "s3cret" not in postar.log()
+
+
+def test_the_smarthost_without_starttls_gets_no_password(world, tmp_path):
+    relay = world.scripted("127.0.0.9", Behaviour())  # no STARTTLS offered
+    secret = tmp_path / "smarthost-password"
+    secret.write_text("s3cret pw\n")
+    postar = world.postar(f'smarthost = "127.0.0.9:{world.port}"\nsmarthost_user = "me@provider.test"\n'
+                          f'smarthost_password_file = "{secret}"\n' + QUICK)
+    submit(postar, ["uma@far.test"])
+    wait_until(lambda: "does not offer STARTTLS; the password is not sent" in postar.log(), what="the refusal")
+    assert not any(c.startswith("AUTH") for s in relay.sessions for c in s.commands)
+    assert postar.queue()[0].recipients[0].status.value == "queued"
