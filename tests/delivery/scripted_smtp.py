@@ -117,6 +117,7 @@ class Session:
     quit: bool = False
     open: bool = True
     login: str | None = None  # the user of a successful AUTH
+    started: float = field(default_factory=time.monotonic)  # when the connection was accepted
 
     @property
     def tls(self) -> bool:

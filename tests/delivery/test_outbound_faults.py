@@ -12,6 +12,7 @@ import ssl
 import pytest
 
 from tests.delivery.dnsserver import DNSServer
+from tests.conftest import PASSWORD
 from tests.delivery.outbound import SENDER, World, reports, submit, wait_until
 from tests.delivery.scripted_smtp import DROP, STALL, Behaviour
 
@@ -179,3 +180,17 @@ def test_the_smarthost_without_starttls_gets_no_password(world, tmp_path):
     wait_until(lambda: "does not offer STARTTLS; the password is not sent" in postar.log(), what="the refusal")
     assert not any(c.startswith("AUTH") for s in relay.sessions for c in s.commands)
     assert postar.queue()[0].recipients[0].status.value == "queued"
+
+
+def test_per_destination_rate_spaces_out_new_messages(world):
+    """``per_destination_rate = 4``: new messages to one domain at least 1/4 s apart (submitted
+    over one connection within milliseconds of each other)."""
+    fake = world.scripted("127.0.0.6", Behaviour())
+    postar = world.postar("per_destination_rate = 4\n" + QUICK)
+    client = postar.submission(SENDER, PASSWORD)
+    for n in range(4):
+        client.sendmail(SENDER, [f"v{n}@flaky.test"], f"From: {SENDER}\r\nSubject: {n}\r\n\r\nHi.\r\n".encode())
+    client.quit()
+    sessions = fake.wait_for(lambda s: sum(len(x.messages) for x in s) >= 4)
+    starts = sorted(s.started for s in sessions)
+    assert len(starts) == 4 and all(b - a >= 0.2 for a, b in zip(starts, starts[1:])), starts
