@@ -132,12 +132,22 @@ class QueueRunner:
             raise
         except Exception:
             log.exception("%s: delivery to %s failed unexpectedly; it stays queued", entry.queue_id, domain)
+            await self._defer(entry, recipients, "451 4.3.0 local error in delivery; see the server log")
         finally:
             domains = self._in_flight[entry.entry_id]
             domains.discard(domain)
             if not domains:
                 del self._in_flight[entry.entry_id]
                 self.wake()
+
+    async def _defer(self, entry: QueueEntry, recipients: list[QueuedRecipient], reason: str) -> None:
+        """After a bug in an attempt: try again later, as after a temporary failure, not at once."""
+        retry_at = time.time() + self._backoff(max(r.attempts for r in recipients))
+        try:
+            await self.store.record_attempt(entry.entry_id, [
+                AttemptResult(r.id, RecipientStatus.QUEUED, reason, retry_at) for r in recipients])
+        except Exception:
+            log.exception("%s: could not record the deferral", entry.queue_id)
 
     async def _pace(self, domain: str) -> None:
         """``per_destination_rate``: new messages to one domain no closer together than 1/rate."""

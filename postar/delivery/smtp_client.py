@@ -190,8 +190,8 @@ class SMTPClient:
         try:
             self._write("QUIT\r\n")
             await asyncio.wait_for(self._reader.read(1024), 5)
-        except (OSError, asyncio.TimeoutError, ssl.SSLError):
-            pass
+        except (SMTPFailure, OSError, asyncio.TimeoutError, ssl.SSLError):
+            pass  # the server went first: nothing to say goodbye to
         self.close()
 
     def close(self) -> None:
