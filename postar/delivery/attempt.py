@@ -69,6 +69,8 @@ class Resolver(Protocol):
 class _Progress:
     answers: dict[str, Answer] = field(default_factory=dict)
     last_error: str = "no mail server could be reached"
+    last_host: str = ""  # where the last error happened, and with which TLS
+    last_tls: str = ""
 
 
 async def attempt(config: DeliveryConfig, hostname: str, domain: str, route: Route, envelope: Envelope,
@@ -90,7 +92,8 @@ async def attempt(config: DeliveryConfig, hostname: str, domain: str, route: Rou
 
 def _complete(progress: _Progress, envelope: Envelope) -> dict[str, Answer]:
     for address, _, _ in envelope.recipients:
-        progress.answers.setdefault(address, Answer(False, False, progress.last_error))
+        progress.answers.setdefault(address, Answer(False, False, progress.last_error, progress.last_host,
+                                                     progress.last_tls))
     return progress.answers
 
 
@@ -113,6 +116,7 @@ async def _session(config: DeliveryConfig, hostname: str, domain: str, host: str
         outcome = await client.send(envelope, content)
     except SMTPFailure as failure:
         progress.last_error = f"{where}: {failure.reason}"
+        progress.last_host, progress.last_tls = where, client.tls
         log.info("%s: %s", domain, progress.last_error)
         if failure.stage == "mail" and failure.reply is not None and failure.reply.permanent:
             for recipient, _, _ in envelope.recipients:  # the sender itself is refused: final for everyone
@@ -147,10 +151,17 @@ async def _connect_mx(client: SMTPClient, config: DeliveryConfig, domain: str, h
     await client.connect(address, port, config.connect_timeout)
     await client.hello()
     if "STARTTLS" in client.extensions:
-        ssl_object = await client.starttls(policies.context(requirement), host)
+        try:
+            ssl_object = await client.starttls(policies.context(requirement), host)
+        except SMTPFailure as failure:
+            if requirement.mandatory:
+                failure.reason = f"TLS required by {requirement.source}: {failure.reason}"
+            raise
         problem = policies.check(ssl_object, requirement, host)
         if problem and requirement.mandatory:
             raise SMTPFailure(f"TLS required by {requirement.source}: {problem}")
+        if problem:  # MTA-STS testing mode: deliver, and say what enforce would have refused
+            log.warning("%s: %s: %s (%s: reported only)", domain, host, problem, requirement.source)
     elif requirement.mandatory:
         raise SMTPFailure(f"TLS required by {requirement.source}, but {host} does not offer STARTTLS")
 

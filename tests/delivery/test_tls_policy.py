@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ssl
-import threading
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import trustme
@@ -20,48 +17,14 @@ from postar.delivery.tls_policy import (OPPORTUNISTIC, STSPolicies, STSPolicy, T
                                         TLSRequirement, check_peer, client_context, mx_allowed, parse_policy,
                                         peer_chain, requirement, sts_id, usable)
 from tests.delivery.dnsserver import DNSServer, free_port, tlsa_rdata
+from tests.delivery.mta_sts_server import PolicyServer, policy
 
 POLICY_HOST = "127.0.0.2"
 MX_ADDRESS = "127.0.0.3"
 
 
-def policy(mode: str, *mx: str, max_age: int = 86400) -> bytes:
-    lines = ["version: STSv1", f"mode: {mode}", *(f"mx: {m}" for m in mx), f"max_age: {max_age}"]
-    return ("\r\n".join(lines) + "\r\n").encode()
-
-
 def der(pem: bytes) -> bytes:
     return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
-
-
-# -- an HTTPS server for mta-sts.<domain>, answering by Host --
-
-class PolicyHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
-        self.server.requests[host] += 1
-        status, headers, body = self.server.sites.get(host, (404, {}, b"no policy here\n"))
-        if self.path != "/.well-known/mta-sts.txt":
-            status, headers, body = 404, {}, b"not found\n"
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        chunked = headers.get("Transfer-Encoding") == "chunked"
-        if not chunked:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if chunked:
-            for start in range(0, len(body), 10):
-                piece = body[start:start + 10]
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            self.wfile.write(b"0\r\n\r\n")
-        else:
-            self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +45,8 @@ SITES = ["enforce", "testing", "none", "bad", "missing", "redirect", "notxt", "c
 
 @pytest.fixture(scope="module")
 def https(ca):
-    server = ThreadingHTTPServer((POLICY_HOST, 0), PolicyHandler)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     names = [f"mta-sts.{site}.sts.test" for site in SITES] + ["mta-sts.dane.test"]
-    ca.issue_cert(*names).configure_cert(context)  # mta-sts.wrongcert.sts.test is not among them
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    server.requests = Counter()
-    server.sites = {
+    server = PolicyServer(POLICY_HOST, ca, names, {  # mta-sts.wrongcert.sts.test is not among the names
         "mta-sts.enforce.sts.test": (200, {"Content-Type": "text/plain"},
                                      policy("enforce", "mx1.enforce.sts.test", "*.mx.enforce.sts.test")),
         "mta-sts.testing.sts.test": (200, {}, policy("testing", "mx1.testing.sts.test")),
@@ -102,12 +60,10 @@ def https(ca):
         "mta-sts.twotxt.sts.test": (200, {}, policy("enforce", "nowhere.test")),
         "mta-sts.wrongcert.sts.test": (200, {}, policy("enforce", "nowhere.test")),
         "mta-sts.dane.test": (200, {}, policy("enforce", "elsewhere.test")),
-    }
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    })
+    server.start()
     yield server
-    server.shutdown()
-    server.server_close()
+    server.stop()
 
 
 @pytest.fixture(scope="module")
