@@ -13,9 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from postar.delivery.dns import DNSFailure, TLSARecord, make_resolver
-from postar.delivery.tls_policy import (OPPORTUNISTIC, STSPolicies, STSPolicy, TLSPolicies, TLSPolicyError,
-                                        TLSRequirement, check_peer, client_context, mx_allowed, parse_policy,
-                                        peer_chain, requirement, sts_id, usable)
+from postar.delivery.mta_sts import STSPolicies, STSPolicy, mx_allowed, parse_policy, sts_id
+from postar.delivery.tls_policy import (OPPORTUNISTIC, TLSPolicies, TLSPolicyError, TLSRequirement, check_peer,
+                                        client_context, peer_chain, requirement, usable)
 from tests.delivery.dnsserver import DNSServer, free_port, tlsa_rdata
 from tests.delivery.mta_sts_server import PolicyServer, policy
 
