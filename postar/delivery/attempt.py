@@ -184,7 +184,7 @@ async def _connect_smarthost(client: SMTPClient, config: DeliveryConfig, host: s
 
 def _unsupported(client: SMTPClient, envelope: Envelope, content: bytes) -> str:
     """Why this server cannot take this message as it is ("" when it can)."""
-    if envelope.smtputf8 and "SMTPUTF8" not in client.extensions:
+    if "SMTPUTF8" not in client.extensions and envelope.needs_smtputf8(content):
         return "554 5.6.7 the message needs SMTPUTF8, which the remote server does not offer"
     if not content.isascii() and "8BITMIME" not in client.extensions:
         return "554 5.6.3 the message has 8-bit data and the remote server does not offer 8BITMIME"

@@ -59,7 +59,15 @@ class Envelope:
     recipients: tuple[tuple[str, str, str], ...]  # (address, NOTIFY, ORCPT)
     envid: str = ""
     ret: str = ""
-    smtputf8: bool = False
+    smtputf8: bool = False  # the submitter declared SMTPUTF8
+
+    def needs_smtputf8(self, content: bytes) -> bool:
+        """RFC 6531 §3.4: only a message with UTF-8 in its addresses or header needs the extension."""
+        if not self.smtputf8:
+            return False
+        end = content.find(b"\r\n\r\n")
+        return not (self.sender.isascii() and all(a.isascii() for a, _, _ in self.recipients)
+                    and content[:end if end >= 0 else len(content)].isascii())
 
 
 @dataclass
@@ -164,7 +172,7 @@ class SMTPClient:
             params.append(f"SIZE={len(content)}")
         if not content.isascii():
             params.append("BODY=8BITMIME")
-        if envelope.smtputf8:
+        if envelope.needs_smtputf8(content):
             params.append("SMTPUTF8")
         if "DSN" in self.extensions:
             if envelope.ret:

@@ -194,3 +194,12 @@ def test_per_destination_rate_spaces_out_new_messages(world):
     sessions = fake.wait_for(lambda s: sum(len(x.messages) for x in s) >= 4)
     starts = sorted(s.started for s in sessions)
     assert len(starts) == 4 and all(b - a >= 0.2 for a, b in zip(starts, starts[1:])), starts
+
+
+def test_smtputf8_declared_for_an_ascii_message_is_not_required(world):
+    """RFC 6531 §3.4: SMTPUTF8 only when the message needs it; a plain message goes anyway."""
+    fake = world.scripted("127.0.0.6", Behaviour(extensions=("PIPELINING", "8BITMIME")))
+    postar = world.postar(QUICK)
+    submit(postar, ["walt@flaky.test"], mail_options=("SMTPUTF8",))
+    [session] = fake.wait_for(lambda s: s and s[0].messages)
+    assert "SMTPUTF8" not in session.transactions[0].params
