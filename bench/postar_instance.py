@@ -1,9 +1,9 @@
 """A throwaway postar on loopback, set up with the admin CLI and run as a subprocess.
 
-Only the listeners asked for are on: SMTP always, IMAP and POP3 over implicit
-TLS when an `imaps_port` or `pop3s_port` is given. Every other listener is
-switched off in the config, as postar's defaults would otherwise open them on
-0.0.0.0.
+Only the listeners asked for are on: SMTP always, submission (STARTTLS) when a
+`submission_port` is given, IMAP and POP3 over implicit TLS when an `imaps_port`
+or `pop3s_port` is given. Every other listener is switched off in the config, as
+postar's defaults would otherwise open them on 0.0.0.0.
 """
 
 import asyncio
@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from benchnet import LOOPBACK, Instance, wait_for_port
 
@@ -51,17 +51,22 @@ LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3
 class PostarInstance(Instance):
     """postar serving SMTP on LOOPBACK:`port` for `domain`, with one user.
 
-    Optional: IMAP over implicit TLS on LOOPBACK:`imaps_port`, POP3 over implicit
-    TLS on LOOPBACK:`pop3s_port`, more users
+    Optional: submission with STARTTLS on LOOPBACK:`submission_port`, IMAP over
+    implicit TLS on LOOPBACK:`imaps_port`, POP3 over implicit TLS on
+    LOOPBACK:`pop3s_port`, more users
     (`extra_users`, same password), a given certificate (`tls_cert`, `tls_key`;
-    otherwise postar makes its self-signed one) and a per-address connection limit.
+    otherwise postar makes its self-signed one), a per-address connection limit,
+    and more config tables (`tables`: table name -> key -> value, e.g.
+    ``{"delivery": {"smarthost": "127.0.0.1:2525"}}``).
     """
 
     def __init__(self, root: Path, port: int, domain: str, user: str, password: str, *,
                  imaps_port: int | None = None, pop3s_port: int | None = None,
+                 submission_port: int | None = None,
                  extra_users: Sequence[str] = (),
                  tls_cert: Path | None = None, tls_key: Path | None = None,
-                 connections_per_ip: int = 2000):
+                 connections_per_ip: int = 2000,
+                 tables: Mapping[str, Mapping[str, object]] | None = None):
         self.root = root.absolute()  # postar runs in REPO, not in our working directory
         self.port = port
         self.domain = domain
@@ -69,10 +74,12 @@ class PostarInstance(Instance):
         self.password = password
         self.imaps_port = imaps_port
         self.pop3s_port = pop3s_port
+        self.submission_port = submission_port
         self.extra_users = tuple(extra_users)
         self.tls_cert = tls_cert and tls_cert.absolute()
         self.tls_key = tls_key and tls_key.absolute()
         self.connections_per_ip = connections_per_ip
+        self.tables = {name: dict(values) for name, values in (tables or {}).items()}
         self.config_file = self.root / "postar.toml"
         self.data_dir = self.root / "postar-data"
         self.log_file = self.root / "postar.log"
@@ -99,7 +106,7 @@ class PostarInstance(Instance):
                 start_new_session=True, env=postar_env(), cwd=REPO,
             )
         try:
-            for port in (self.port, self.imaps_port, self.pop3s_port):
+            for port in (self.port, self.submission_port, self.imaps_port, self.pop3s_port):
                 if port is not None:
                     wait_for_port(port, STARTUP_TIMEOUT, is_alive=lambda: self.process.poll() is None)
         except RuntimeError as error:
@@ -169,6 +176,8 @@ class PostarInstance(Instance):
         # JSON string syntax is valid TOML basic-string syntax, escapes included.
         addresses = {name: "" for name in LISTENERS}
         addresses["smtp"] = f"{LOOPBACK}:{self.port}"
+        if self.submission_port is not None:
+            addresses["submission"] = f"{LOOPBACK}:{self.submission_port}"
         if self.imaps_port is not None:
             addresses["imaps"] = f"{LOOPBACK}:{self.imaps_port}"
         if self.pop3s_port is not None:
@@ -182,5 +191,7 @@ class PostarInstance(Instance):
         if self.tls_cert is not None:
             lines += ["[tls]", f"cert = {json.dumps(str(self.tls_cert))}",
                       f"key = {json.dumps(str(self.tls_key))}"]
-        lines += ["[limits]", f"connections_per_ip = {self.connections_per_ip}", ""]
-        return "\n".join(lines)
+        lines += ["[limits]", f"connections_per_ip = {self.connections_per_ip}"]
+        for table, values in self.tables.items():
+            lines += [f"[{table}]", *(f"{key} = {json.dumps(value)}" for key, value in values.items())]
+        return "\n".join(lines) + "\n"
