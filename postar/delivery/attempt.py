@@ -15,12 +15,15 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from postar.config import Delivery as DeliveryConfig
 from postar.config import split_address
-from postar.delivery.smtp_client import Envelope, SMTPClient, SMTPFailure
+from postar.delivery.connections import ConnectionCache
+from postar.delivery.smtp_client import Envelope, Outcome, SMTPClient, SMTPFailure
+from postar.delivery.tls_policy import OPPORTUNISTIC, TLSRequirement
 
 log = logging.getLogger("postar.delivery")
 
@@ -46,11 +49,7 @@ class Route:
     login: tuple[str, str] | None = None
     error: str = ""
     final: bool = False
-
-
-class TLSRequirement(Protocol):
-    mandatory: bool
-    source: str
+    smarthost: bool = False  # the recipient domain's DANE or MTA-STS does not apply to the relay
 
 
 class TLSPolicies(Protocol):
@@ -74,7 +73,8 @@ class _Progress:
 
 
 async def attempt(config: DeliveryConfig, hostname: str, domain: str, route: Route, envelope: Envelope,
-                  content: bytes, resolver: Resolver, policies: TLSPolicies) -> dict[str, Answer]:
+                  content: bytes, resolver: Resolver, policies: TLSPolicies,
+                  cache: ConnectionCache | None = None) -> dict[str, Answer]:
     """Every recipient of ``envelope`` gets an Answer."""
     progress = _Progress()
     for host, port in route.hosts:
@@ -84,8 +84,8 @@ async def attempt(config: DeliveryConfig, hostname: str, domain: str, route: Rou
             progress.last_error = f"{host}: {e}"
             continue
         for address in addresses:
-            if await _session(config, hostname, domain, host, address, port, route, envelope, content,
-                              policies, progress):
+            server = _Server(config, hostname, domain, host, address, port, route, policies, cache)
+            if await _session(server, envelope, content, progress):
                 return _complete(progress, envelope)
     return _complete(progress, envelope)
 
@@ -97,34 +97,85 @@ def _complete(progress: _Progress, envelope: Envelope) -> dict[str, Answer]:
     return progress.answers
 
 
-async def _session(config: DeliveryConfig, hostname: str, domain: str, host: str, address: str, port: int,
-                   route: Route, envelope: Envelope, content: bytes, policies: TLSPolicies,
-                   progress: _Progress) -> bool:
-    """One connection; True when it settled the attempt (every recipient answered)."""
-    where = f"{host}[{address}]:{port}"
-    client = SMTPClient(hostname, config.command_timeout)
+@dataclass
+class _Server:
+    """One address of one host to try, and what a connection to it needs."""
+
+    config: DeliveryConfig
+    hostname: str
+    domain: str
+    host: str
+    address: str
+    port: int
+    route: Route
+    policies: TLSPolicies
+    cache: ConnectionCache | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}[{self.address}]:{self.port}"
+
+    async def requirement(self) -> TLSRequirement:
+        if self.route.login is not None or self.route.smarthost:
+            return OPPORTUNISTIC  # the relay's TLS is set by _connect_smarthost / opportunistic
+        try:
+            return await self.policies.requirement(self.domain, self.host)
+        except Exception as e:  # DNSFailure (TLSA SERVFAIL), TLSPolicyError (MTA-STS): not now
+            raise SMTPFailure(getattr(e, "reason", str(e))) from None
+
+    async def connect(self, requirement: TLSRequirement) -> SMTPClient:
+        client = SMTPClient(self.hostname, self.config.command_timeout)
+        try:
+            if self.route.login is not None:  # a smarthost: verified TLS, always, before the password
+                await _connect_smarthost(client, self.config, self.host, self.address, self.port)
+                await _login(client, *self.route.login)
+            else:
+                await _connect_mx(client, self.config, self.domain, self.host, self.address, self.port,
+                                  self.policies, requirement)
+        except BaseException:
+            await client.quit()
+            raise
+        return client
+
+
+async def _session(server: _Server, envelope: Envelope, content: bytes, progress: _Progress) -> bool:
+    """One transaction on a connection (a cached one when there is); True when it settled the
+    attempt (every recipient answered)."""
+    where, client = server.where, None
     try:
-        if route.login is not None:  # a smarthost: verified TLS, always, before the password goes
-            await _connect_smarthost(client, config, host, address, port)
-            await _login(client, *route.login)
-        else:
-            await _connect_mx(client, config, domain, host, address, port, policies)
-        if refusal := _unsupported(client, envelope, content):
-            for recipient, _, _ in envelope.recipients:
-                progress.answers[recipient] = Answer(True, False, refusal, where, client.tls)
-            return True
-        outcome = await client.send(envelope, content)
+        requirement = await server.requirement()
+        key = (server.host, server.address, server.port, requirement, server.route.login)
+        cached = server.cache.take(key) if server.cache is not None else None
+        client, opened = cached if cached else (await server.connect(requirement), time.monotonic())
+        try:
+            outcome = await _transaction(client, envelope, content)
+        except SMTPFailure:
+            if not cached or client.replied:
+                raise
+            await client.quit()  # the server closed the cached session meanwhile: a new one
+            client, opened = await server.connect(requirement), time.monotonic()
+            outcome = await _transaction(client, envelope, content)
     except SMTPFailure as failure:
+        tls = client.tls if client else ""
         progress.last_error = f"{where}: {failure.reason}"
-        progress.last_host, progress.last_tls = where, client.tls
-        log.info("%s: %s", domain, progress.last_error)
+        progress.last_host, progress.last_tls = where, tls
+        log.info("%s: %s", server.domain, progress.last_error)
+        if client is not None:
+            await client.quit()
         if failure.stage == "mail" and failure.reply is not None and failure.reply.permanent:
             for recipient, _, _ in envelope.recipients:  # the sender itself is refused: final for everyone
-                progress.answers[recipient] = Answer(True, False, str(failure.reply), where, client.tls)
+                progress.answers[recipient] = Answer(True, False, str(failure.reply), where, tls)
             return True
         return False
-    finally:
+    delivered = isinstance(outcome, Outcome) and outcome.data is not None and outcome.data.ok
+    if server.cache is not None and client.usable and delivered:  # an unhappy server gets a fresh start
+        server.cache.give(key, client, opened)
+    else:
         await client.quit()
+    if isinstance(outcome, str):  # the server lacks what the message needs
+        for recipient, _, _ in envelope.recipients:
+            progress.answers[recipient] = Answer(True, False, outcome, where, client.tls)
+        return True
     dsn = "DSN" in client.extensions
     for recipient, _, _ in envelope.recipients:
         reply = outcome.recipients.get(recipient)
@@ -141,13 +192,15 @@ async def _session(config: DeliveryConfig, hostname: str, domain: str, host: str
     return True
 
 
+async def _transaction(client: SMTPClient, envelope: Envelope, content: bytes) -> Outcome | str:
+    """The server's answers; or, when it lacks what the message needs, why (nothing sent)."""
+    return _unsupported(client, envelope, content) or await client.send(envelope, content)
+
+
 async def _connect_mx(client: SMTPClient, config: DeliveryConfig, domain: str, host: str, address: str,
-                      port: int, policies: TLSPolicies) -> None:
-    """Connect to an MX host with the TLS its domain's policy asks for (RFC 7672, RFC 8461, RFC 7435)."""
-    try:
-        requirement = await policies.requirement(domain, host)
-    except Exception as e:  # DNSFailure (TLSA SERVFAIL), TLSPolicyError (MTA-STS): not now
-        raise SMTPFailure(getattr(e, "reason", str(e))) from None
+                      port: int, policies: TLSPolicies, requirement: TLSRequirement) -> None:
+    """Connect to an MX host with the TLS its domain's policy asks for (RFC 7672, RFC 8461, RFC 7435);
+    to a smarthost without a login, with STARTTLS when offered."""
     await client.connect(address, port, config.connect_timeout)
     await client.hello()
     if "STARTTLS" in client.extensions:
@@ -212,4 +265,4 @@ def smarthost_route(config: DeliveryConfig) -> Route | None:
     if config.smarthost_user:
         with open(config.smarthost_password_file, encoding="utf-8") as f:
             login = (config.smarthost_user, f.readline().rstrip("\r\n"))
-    return Route([(host, port)], login)
+    return Route([(host, port)], login, smarthost=True)

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from postar.config import Config
 from postar.delivery.accept import new_queue_id
+from postar.delivery.connections import ConnectionCache
 from postar.delivery.attempt import Answer, Route, TLSPolicies, attempt, smarthost_route
 from postar.delivery.reports import RecipientReport, build_report, status_of
 from postar.delivery.smtp_client import Envelope
@@ -74,6 +75,7 @@ class QueueRunner:
         self.hosts = hosts
         self.policies = policies
         self.signers = StoreSigners(store)
+        self.connections = ConnectionCache()
         self._wake = asyncio.Event()
         self._in_flight: dict[int, set[str]] = defaultdict(set)  # entry id -> domains being tried
         self._slots = asyncio.Semaphore(self.settings.concurrency)
@@ -97,6 +99,7 @@ class QueueRunner:
                 task.cancel()
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=5)
+            await self.connections.close()
 
     async def _sleep(self) -> None:
         next_due = await self.store.next_due()
@@ -112,7 +115,8 @@ class QueueRunner:
     async def _dispatch(self) -> None:
         now = time.time()
         busy = {entry_id for entry_id, domains in self._in_flight.items() if domains}
-        for entry in await self.store.due_entries(now, _BATCH, skip=busy):
+        room = min(_BATCH, 2 * self.settings.concurrency - len(self._tasks))  # no more waiting than working
+        for entry in await self.store.due_entries(now, room, skip=busy):
             by_domain: dict[str, list[QueuedRecipient]] = defaultdict(list)
             for recipient in entry.recipients:
                 by_domain[recipient.address.rpartition("@")[2].lower()].append(recipient)
@@ -172,7 +176,7 @@ class QueueRunner:
             route = await self.hosts.route(domain)
         if route.hosts:
             answers = await attempt(self.settings, self.config.hostname, domain, route, envelope, content,
-                                    self.hosts, self.policies)
+                                    self.hosts, self.policies, self.connections)
         else:  # the DNS said no (route.error): final or temporary for every recipient
             answers = {r.address: Answer(route.final, False, route.error) for r in recipients}
         now = time.time()

@@ -84,6 +84,7 @@ class SMTPClient:
         self.timeout = timeout
         self.extensions: dict[str, str] = {}
         self.tls = ""  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384" once STARTTLS is done
+        self.replied = False  # the server answered MAIL in the current transaction
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -139,14 +140,17 @@ class SMTPClient:
         rcpts = [f"RCPT TO:<{address}>" + self._rcpt_parameters(notify, orcpt)
                  for address, notify, orcpt in envelope.recipients]
         outcome = Outcome()
+        self.replied = False
         if "PIPELINING" in self.extensions:
             self._write("".join(f"{line}\r\n" for line in [mail, *rcpts, "DATA"]))
             mail_reply = await self.read_reply()
+            self.replied = True
             for (address, _, _), _ in zip(envelope.recipients, rcpts):
                 outcome.recipients[address] = await self.read_reply()
             data_reply = await self.read_reply()
         else:
             mail_reply = await self.command(mail)
+            self.replied = True
             if mail_reply.ok:
                 for (address, _, _), line in zip(envelope.recipients, rcpts):
                     outcome.recipients[address] = await self.command(line)
@@ -202,6 +206,11 @@ class SMTPClient:
             pass  # the server went first: nothing to say goodbye to
         self.close()
 
+    @property
+    def usable(self) -> bool:
+        """Connected and not closed by either side (as far as can be told without a read)."""
+        return self._writer is not None and not self._writer.is_closing() and not self._reader.at_eof()
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
@@ -222,25 +231,29 @@ class SMTPClient:
         self._writer.write(data)
 
     async def read_reply(self, timeout: float | None = None) -> Reply:
-        """One reply, all its lines (RFC 5321 §4.2.1)."""
+        """One reply, all its lines (RFC 5321 §4.2.1), within one timeout."""
         await self._drain()
         lines: list[str] = []
-        while True:
-            try:
-                raw = await asyncio.wait_for(self._reader.readuntil(b"\n"), timeout or self.timeout)
-            except asyncio.TimeoutError:
-                raise SMTPFailure("timed out waiting for the remote server's reply") from None
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError, ssl.SSLError):
-                raise SMTPFailure("connection lost while waiting for a reply") from None
-            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
-            if len(line) < 3 or not line[:3].isdigit() or (len(line) > 3 and line[3] not in " -"):
-                raise SMTPFailure(f"malformed reply from the remote server: {line[:100]!r}")
-            lines.append(line[4:])
-            if len(line) == 3 or line[3] == " " or len(lines) >= MAX_REPLY_LINES:
-                return Reply(int(line[:3]), tuple(lines))
+        try:
+            async with asyncio.timeout(timeout or self.timeout):
+                while True:
+                    raw = await self._reader.readuntil(b"\n")
+                    line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+                    if len(line) < 3 or not line[:3].isdigit() or (len(line) > 3 and line[3] not in " -"):
+                        raise SMTPFailure(f"malformed reply from the remote server: {line[:100]!r}")
+                    lines.append(line[4:])
+                    if len(line) == 3 or line[3] == " " or len(lines) >= MAX_REPLY_LINES:
+                        return Reply(int(line[:3]), tuple(lines))
+        except TimeoutError:
+            raise SMTPFailure("timed out waiting for the remote server's reply") from None
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError, ssl.SSLError):
+            raise SMTPFailure("connection lost while waiting for a reply") from None
 
     async def _drain(self) -> None:
+        if self._writer.transport.get_write_buffer_size() == 0:
+            return  # nothing waiting to go out: no timer needed
         try:
-            await asyncio.wait_for(self._writer.drain(), self.timeout)
-        except (OSError, asyncio.TimeoutError, ssl.SSLError):
+            async with asyncio.timeout(self.timeout):
+                await self._writer.drain()
+        except (OSError, TimeoutError, ssl.SSLError):
             raise SMTPFailure("connection lost while sending") from None

@@ -105,16 +105,26 @@ class QueueStoreMixin:
         return found[0] if found else None
 
     async def due_entries(self, now: float, limit: int, skip: Collection[int] = ()) -> list[QueueEntry]:
-        entries = []
+        if limit <= 0:
+            return []
+        ids = []
         for (entry_id,) in self._all(
                 "SELECT DISTINCT r.entry_id FROM queue_recipients r JOIN queue q ON q.id = r.entry_id "
-                "WHERE r.status = 'queued' AND r.next_attempt <= ? AND q.held = 0", now):
-            if entry_id in skip:
-                continue
-            entries += self._entries("q.id = ?", (entry_id,), "status = 'queued' AND next_attempt <= ?", (now,))
-            if len(entries) >= limit:
-                break
-        return entries
+                "WHERE r.status = 'queued' AND r.next_attempt <= ? AND q.held = 0 ORDER BY r.entry_id", now):
+            if entry_id not in skip:
+                ids.append(entry_id)
+                if len(ids) >= limit:
+                    break
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        recipients: dict[int, list[QueuedRecipient]] = {}
+        for row in self._all(f"SELECT entry_id, {_RECIPIENT_COLUMNS} FROM queue_recipients WHERE entry_id IN "
+                             f"({marks}) AND status = 'queued' AND next_attempt <= ? ORDER BY id", *ids, now):
+            recipients.setdefault(row[0], []).append(_recipient(row[1:]))
+        rows = self._all(f"SELECT {_ENTRY_COLUMNS} FROM queue q JOIN blobs b ON b.id = q.blob_id "
+                         f"WHERE q.id IN ({marks}) ORDER BY q.created, q.id", *ids)
+        return [_entry(row, tuple(recipients.get(row[0], ()))) for row in rows]
 
     async def next_due(self) -> float | None:
         row = self._one("SELECT min(r.next_attempt) FROM queue_recipients r JOIN queue q ON q.id = r.entry_id "

@@ -91,6 +91,7 @@ class Transaction:
     data: bytes | None = None  # message content, unstuffed, CRLF as sent; partial unless complete
     complete: bool = False  # the terminating "." arrived
     final: str | None = None  # the reply to the message, or "stall" / "drop"
+    started: float = field(default_factory=time.monotonic)  # when MAIL arrived
 
     @property
     def accepted(self) -> list[str]:

@@ -184,7 +184,7 @@ def test_the_smarthost_without_starttls_gets_no_password(world, tmp_path):
 
 def test_per_destination_rate_spaces_out_new_messages(world):
     """``per_destination_rate = 4``: new messages to one domain at least 1/4 s apart (submitted
-    over one connection within milliseconds of each other)."""
+    over one connection within milliseconds of each other; delivered on one cached connection)."""
     fake = world.scripted("127.0.0.6", Behaviour())
     postar = world.postar("per_destination_rate = 4\n" + QUICK)
     client = postar.submission(SENDER, PASSWORD)
@@ -192,7 +192,7 @@ def test_per_destination_rate_spaces_out_new_messages(world):
         client.sendmail(SENDER, [f"v{n}@flaky.test"], f"From: {SENDER}\r\nSubject: {n}\r\n\r\nHi.\r\n".encode())
     client.quit()
     sessions = fake.wait_for(lambda s: sum(len(x.messages) for x in s) >= 4)
-    starts = sorted(s.started for s in sessions)
+    starts = sorted(t.started for s in sessions for t in s.transactions)
     assert len(starts) == 4 and all(b - a >= 0.2 for a, b in zip(starts, starts[1:])), starts
 
 
@@ -203,3 +203,17 @@ def test_smtputf8_declared_for_an_ascii_message_is_not_required(world):
     submit(postar, ["walt@flaky.test"], mail_options=("SMTPUTF8",))
     [session] = fake.wait_for(lambda s: s and s[0].messages)
     assert "SMTPUTF8" not in session.transactions[0].params
+
+
+def test_a_burst_to_one_server_shares_one_connection(world):
+    """As Postfix's connection cache: the next message to a server goes on the open session."""
+    fake = world.scripted("127.0.0.6", Behaviour())
+    postar = world.postar("per_destination = 1\n" + QUICK)
+    client = postar.submission(SENDER, PASSWORD)
+    for n in range(5):
+        client.sendmail(SENDER, [f"x{n}@flaky.test"], f"From: {SENDER}\r\nSubject: {n}\r\n\r\nHi.\r\n".encode())
+    client.quit()
+    sessions = fake.wait_for(lambda s: sum(len(x.messages) for x in s) >= 5)
+    assert len(sessions) < 5 and max(len(s.transactions) for s in sessions) >= 2
+    fake.wait_closed(len(sessions), timeout=10)  # idle sessions are closed with QUIT after a while
+    assert all(s.quit for s in fake.sessions)
