@@ -127,8 +127,9 @@ class Delivery:
     delay_warning: float = _doc("Seconds after which the sender is told that a message is delayed "
                                 "(once; 0: never).", 4 * 3600.0)
     concurrency: int = _doc("Most outgoing SMTP connections at once.", 50)
-    per_destination: int = _doc("Most outgoing connections to one destination domain at once.", 5)
-    per_destination_rate: float = _doc("Most new messages per second to one destination domain "
+    per_destination: int = _doc("Most outgoing connections to one destination (a domain, or the smarthost "
+                                "for all mail) at once, as Postfix's default_destination_concurrency_limit.", 20)
+    per_destination_rate: float = _doc("Most new messages per second to one destination "
                                        "(0: no limit).", 0.0)
     connect_timeout: float = _doc("Seconds to wait for a remote server to connect and greet.", 30.0)
     command_timeout: float = _doc("Seconds to wait for each reply of a remote server "

@@ -128,9 +128,11 @@ class QueueRunner:
 
     async def _deliver(self, entry: QueueEntry, domain: str, recipients: list[QueuedRecipient]) -> None:
         try:
-            semaphore = self._per_domain.setdefault(domain, asyncio.Semaphore(self.settings.per_destination))
-            async with semaphore, self._slots:  # waiting for a busy domain holds no global slot
-                await self._pace(domain)
+            # the destination is the next hop: the domain, or the one smarthost for all (as Postfix counts)
+            destination = f"[{self.settings.smarthost}]" if self.settings.smarthost else domain
+            semaphore = self._per_domain.setdefault(destination, asyncio.Semaphore(self.settings.per_destination))
+            async with semaphore, self._slots:  # waiting for a busy destination holds no global slot
+                await self._pace(destination)
                 await self._attempt(entry, domain, recipients)
         except asyncio.CancelledError:
             raise
