@@ -36,6 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from postar.delivery.dns import (DNSFailure, TLSARecord, ip_literal, lookup_host,
                                  tlsa_records)
+from postar.delivery.recent import Recent
 from postar.delivery.mta_sts import STSPolicies, mx_allowed, name_matches
 
 log = logging.getLogger("postar.delivery")
@@ -275,9 +276,11 @@ class TLSPolicies:
         self.resolver, self.mx_port, self.ca_file = resolver, mx_port, ca_file
         self.sts = STSPolicies(mta_sts_port, ca_file)
         self._contexts: dict[str, ssl.SSLContext] = {}
+        self._requirements = Recent()
 
     async def requirement(self, domain: str, mx_host: str) -> TLSRequirement:
-        return await requirement(domain, mx_host, self.resolver, self.sts, port=self.mx_port)
+        return await self._requirements.get((domain, mx_host), lambda: requirement(
+            domain, mx_host, self.resolver, self.sts, port=self.mx_port))
 
     def context(self, requirement: TLSRequirement) -> ssl.SSLContext:
         if requirement.source not in self._contexts:
