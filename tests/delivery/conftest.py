@@ -128,3 +128,24 @@ def scripted_smtp() -> Callable[..., ScriptedSMTP]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def world(tmp_path: Path, ca: trustme.CA, dns_server):
+    """A World (tests/delivery/outbound.py) around the test module's own ``dns_server``."""
+    from tests.delivery.outbound import World
+
+    made = World(tmp_path, ca, dns_server)
+    yield made
+    made.close()
+
+
+def serve_zones(directory: Path, zones: dict):
+    """A started DNSServer with ``zones``; for a test module's ``dns_server`` fixture."""
+    from tests.delivery.dnsserver import DNSServer
+
+    server = DNSServer(directory)
+    for name, records in zones.items():
+        server.zone(name, records)
+    server.start()
+    return server

@@ -14,8 +14,8 @@ import dkim
 import dns.resolver
 import pytest
 
-from tests.delivery.dnsserver import DNSServer
-from tests.delivery.outbound import SENDER, World, delivery_status, reports, submit, wait_until
+from tests.delivery.conftest import serve_zones
+from tests.delivery.outbound import SENDER, delivery_status, reports, submit, wait_until
 
 ZONES = {
     "remote.test": {"@": ["MX 10 mx"], "mx": ["A 127.0.0.2"]},
@@ -29,19 +29,9 @@ ZONES = {
 
 @pytest.fixture(scope="module")
 def dns_server(tmp_path_factory):
-    server = DNSServer(tmp_path_factory.mktemp("dns"))
-    for name, records in ZONES.items():
-        server.zone(name, records)
-    server.start()
+    server = serve_zones(tmp_path_factory.mktemp("dns"), ZONES)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def world(tmp_path, ca, dns_server):
-    made = World(tmp_path, ca, dns_server)
-    yield made
-    made.close()
 
 
 def test_delivery_over_tls_with_all_recipients_of_a_domain_in_one_transaction(world):

@@ -11,9 +11,9 @@ import ssl
 
 import pytest
 
-from tests.delivery.dnsserver import DNSServer
+from tests.delivery.conftest import serve_zones
 from tests.conftest import PASSWORD
-from tests.delivery.outbound import SENDER, World, reports, submit, wait_until
+from tests.delivery.outbound import SENDER, reports, submit, wait_until
 from tests.delivery.scripted_smtp import DROP, STALL, Behaviour
 
 ZONES = {
@@ -27,19 +27,9 @@ QUICK = "retry_min = 0.3\nretry_max = 0.6\ncommand_timeout = 2\nconnect_timeout 
 
 @pytest.fixture(scope="module")
 def dns_server(tmp_path_factory):
-    server = DNSServer(tmp_path_factory.mktemp("dns"))
-    for name, records in ZONES.items():
-        server.zone(name, records)
-    server.start()
+    server = serve_zones(tmp_path_factory.mktemp("dns"), ZONES)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def world(tmp_path, ca, dns_server):
-    made = World(tmp_path, ca, dns_server)
-    yield made
-    made.close()
 
 
 def delivered(fake) -> list[bytes]:

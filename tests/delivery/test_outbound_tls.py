@@ -76,13 +76,6 @@ def policy_server(ca):
 
 
 @pytest.fixture
-def world(tmp_path, ca, dns_server):
-    made = World(tmp_path, ca, dns_server)
-    yield made
-    made.close()
-
-
-@pytest.fixture
 def postar(world, policy_server):
     """A postar fetching MTA-STS policies from ``policy_server`` (it trusts the test CA)."""
     return world.postar(delivery=f"mta_sts_port = {policy_server.port}")
