@@ -78,7 +78,6 @@ def make_resolver(nameservers: list[str]) -> dns.asyncresolver.Resolver:
         resolver = dns.asyncresolver.Resolver()
     resolver.timeout = TIMEOUT
     resolver.lifetime = LIFETIME
-    resolver.cache = dns.resolver.LRUCache(10000)  # answers kept for their TTL, as any resolver does
     # DO asks for DNSSEC data, so that a validating resolver reports the AD bit (RFC 4035
     # §3.2.1); AD in the query asks for it even without the records (RFC 6840 §5.7).
     resolver.use_edns(0, dns.flags.DO, EDNS_PAYLOAD)

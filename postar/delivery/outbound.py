@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dns.resolver import LRUCache
+
 from postar.config import Config
 from postar.delivery import dns
 from postar.delivery.mail_hosts import DNSMailHosts
@@ -13,6 +15,7 @@ from postar.store import Store
 def make_runner(config: Config, store: Store) -> QueueRunner:
     settings = config.delivery
     resolver = dns.make_resolver(settings.nameservers)
+    resolver.cache = LRUCache(10000)  # answers kept for their TTL, as a caching resolver would
     policies = TLSPolicies(resolver, mx_port=settings.mx_port, mta_sts_port=settings.mta_sts_port,
                            ca_file=settings.ca_file)
     return QueueRunner(config, store, DNSMailHosts(resolver, settings.mx_port, policies), policies)
