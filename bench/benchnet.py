@@ -1,10 +1,13 @@
 """Small helpers the benchmarks share: loopback ports, tools, limits, file systems."""
 
+import contextlib
 import os
 import resource
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -83,6 +86,16 @@ def file_system_type(path: Path) -> str:
 def is_memory_backed(path: Path) -> bool:
     """True when fsync under `path` reaches no disk."""
     return file_system_type(path) in MEMORY_FILE_SYSTEMS
+
+
+def make_workdir(stack: contextlib.ExitStack, parent: Path | None, prefix: str = "postar-bench-") -> Path:
+    """A temporary directory for one run, removed by ``stack``; warns when fsync would cost nothing there."""
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix, dir=parent)))
+    workdir.chmod(0o755)  # Postfix's and Dovecot's unprivileged processes must reach their directories
+    if is_memory_backed(workdir):
+        print(f"WARNING: {workdir} is in memory, fsync costs nothing there; "
+              "pass --workdir on a disk-backed file system", file=sys.stderr)
+    return workdir
 
 
 class Instance:

@@ -36,11 +36,10 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 
-from benchnet import (LOOPBACK, descendants, find_tool, format_table, free_port, machine_busy_seconds,
+from benchnet import (make_workdir, LOOPBACK, descendants, find_tool, format_table, free_port, machine_busy_seconds,
                       process_cpu_seconds)
 # Before tests.delivery: importing postar_instance puts the checkout on sys.path.
 from postar_instance import PostarInstance
-from smtp_accept import make_workdir
 from tests.delivery.dnsserver import DNSServer
 from tests.delivery.receivers import PostfixServer, is_listening
 

@@ -38,14 +38,13 @@ import socket
 import ssl
 import statistics
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchnet import (
-    LOOPBACK, format_table, free_port, is_memory_backed, machine_busy_seconds, make_certificate,
+from benchnet import (make_workdir, 
+    LOOPBACK, format_table, free_port, machine_busy_seconds, make_certificate,
     process_cpu_seconds, process_memory_kib, raise_open_file_limit,
 )
 from dovecot_instance import MAIL_GID, MAIL_UID, DovecotInstance
@@ -744,16 +743,6 @@ def report_idle(idle: dict[str, IdleFigures]) -> None:
 
 # Main ---------------------------------------------------------------------------------
 
-def make_workdir(stack: contextlib.ExitStack, parent: Path | None) -> Path:
-    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="postar-imap-bench-",
-                                                                   dir=parent)))
-    workdir.chmod(0o755)  # Dovecot's unprivileged processes must reach their directories
-    if is_memory_backed(workdir):
-        print(f"WARNING: {workdir} is in memory, fsync costs nothing there; "
-              "pass --workdir on a disk-backed file system", file=sys.stderr)
-    return workdir
-
-
 def main() -> None:
     args = parse_args()
     if os.geteuid() != 0 and args.only != "postar":
@@ -771,7 +760,7 @@ def main() -> None:
     all_users = [*users, BIG_USER]
     connections = args.idle + args.clients + 100
     with contextlib.ExitStack() as stack:
-        workdir = make_workdir(stack, args.workdir)
+        workdir = make_workdir(stack, args.workdir, "postar-imap-bench-")
         cert, key = make_certificate(workdir / "tls", DOMAIN)
         targets = []
         if args.only != "dovecot":

@@ -32,14 +32,13 @@ import poplib
 import signal
 import statistics
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchnet import (
-    LOOPBACK, format_table, free_port, is_memory_backed, machine_busy_seconds, make_certificate,
+from benchnet import (make_workdir, 
+    LOOPBACK, format_table, free_port, machine_busy_seconds, make_certificate,
 )
 from dovecot_instance import DovecotInstance
 from imap_load import (
@@ -236,16 +235,6 @@ def report(args, runs: dict[str, list[LoadRun]]) -> None:
 
 # Main ---------------------------------------------------------------------------------
 
-def make_workdir(stack: contextlib.ExitStack, parent: Path | None) -> Path:
-    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="postar-pop3-bench-",
-                                                                   dir=parent)))
-    workdir.chmod(0o755)  # Dovecot's unprivileged processes must reach their directories
-    if is_memory_backed(workdir):
-        print(f"WARNING: {workdir} is in memory, fsync costs nothing there; "
-              "pass --workdir on a disk-backed file system", file=sys.stderr)
-    return workdir
-
-
 def main() -> None:
     args = parse_args()
     if os.geteuid() != 0 and args.only != "postar":
@@ -254,7 +243,7 @@ def main() -> None:
     users = [user_name(index) for index in range(1, args.clients + 1)]
     connections = 2 * args.clients + 100
     with contextlib.ExitStack() as stack:
-        workdir = make_workdir(stack, args.workdir)
+        workdir = make_workdir(stack, args.workdir, "postar-pop3-bench-")
         cert, key = make_certificate(workdir / "tls", DOMAIN)
         fillers, targets = [], []  # the same servers: by IMAP to fill, by POP3 to measure
         if args.only != "dovecot":

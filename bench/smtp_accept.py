@@ -27,12 +27,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchnet import LOOPBACK, find_tool, free_port, is_memory_backed, raise_open_file_limit
+from benchnet import make_workdir, LOOPBACK, find_tool, free_port, raise_open_file_limit
 from postar_instance import PostarInstance
 from postfix_instance import PostfixInstance
 
@@ -232,16 +231,6 @@ def report_rss(count: int, startup_kib: int, before_kib: int, during_kib: int) -
           f"{before_kib / 1024:.1f} MiB after the load rounds, "
           f"{during_kib / 1024:.1f} MiB with {count} idle connections open "
           f"(+{per_connection:.1f} KiB per connection)")
-
-
-def make_workdir(stack: contextlib.ExitStack, parent: Path | None) -> Path:
-    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(
-        prefix="postar-bench-", dir=parent)))
-    workdir.chmod(0o755)  # Postfix's unprivileged daemons must reach their directories.
-    if is_memory_backed(workdir):
-        print(f"WARNING: {workdir} is in memory, fsync costs nothing there; "
-              "pass --workdir on a disk-backed file system", file=sys.stderr)
-    return workdir
 
 
 def main() -> None:
