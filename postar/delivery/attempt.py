@@ -23,7 +23,7 @@ from postar.config import Delivery as DeliveryConfig
 from postar.config import split_address
 from postar.delivery.connections import ConnectionCache
 from postar.delivery.smtp_client import Envelope, Outcome, SMTPClient, SMTPFailure
-from postar.delivery.tls_policy import OPPORTUNISTIC, TLSRequirement
+from postar.delivery.tls_policy import OPPORTUNISTIC, TLSPolicies, TLSRequirement
 
 log = logging.getLogger("postar.delivery")
 
@@ -52,15 +52,12 @@ class Route:
     smarthost: bool = False  # the recipient domain's DANE or MTA-STS does not apply to the relay
 
 
-class TLSPolicies(Protocol):
-    async def requirement(self, domain: str, mx_host: str) -> TLSRequirement: ...
+class MailHosts(Protocol):
+    """What delivery needs of the DNS: where a domain's mail goes, and a host's addresses
+    (``mail_hosts.DNSMailHosts``)."""
 
-    def context(self, requirement: TLSRequirement) -> ssl.SSLContext: ...
+    async def route(self, domain: str) -> Route: ...
 
-    def check(self, ssl_object: ssl.SSLObject, requirement: TLSRequirement, mx_host: str) -> str | None: ...
-
-
-class Resolver(Protocol):
     async def addresses(self, host: str) -> list[str]: ...
 
 
@@ -73,7 +70,7 @@ class _Progress:
 
 
 async def attempt(config: DeliveryConfig, hostname: str, domain: str, route: Route, envelope: Envelope,
-                  content: bytes, resolver: Resolver, policies: TLSPolicies,
+                  content: bytes, resolver: MailHosts, policies: TLSPolicies,
                   cache: ConnectionCache | None = None) -> dict[str, Answer]:
     """Every recipient of ``envelope`` gets an Answer."""
     progress = _Progress()

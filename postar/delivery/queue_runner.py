@@ -18,15 +18,15 @@ import random
 import time
 from collections import defaultdict
 from email.utils import getaddresses
-from typing import Protocol
 
 from postar.config import Config
 from postar.delivery.accept import new_queue_id
+from postar.delivery.attempt import Answer, MailHosts, attempt, smarthost_route
 from postar.delivery.connections import ConnectionCache
-from postar.delivery.attempt import Answer, Route, TLSPolicies, attempt, smarthost_route
+from postar.delivery.dkim import Signer
 from postar.delivery.reports import RecipientReport, build_report, status_of
 from postar.delivery.smtp_client import Envelope
-from postar.delivery.dkim import Signer
+from postar.delivery.tls_policy import TLSPolicies
 from postar.message import header_fields, split_header, summarize_json
 from postar.store import (
     AttemptResult, Delivery, DKIMKey, OutboundRecipient, QueuedRecipient, QueueEntry, RecipientStatus, Store,
@@ -35,14 +35,7 @@ from postar.store import (
 log = logging.getLogger("postar.delivery")
 
 _BATCH = 500  # entries taken from the store per look
-
-
-class MailHosts(Protocol):
-    """What the runner needs of DNS: where a domain's mail goes, and hosts' addresses."""
-
-    async def route(self, domain: str) -> Route: ...
-
-    async def addresses(self, host: str) -> list[str]: ...
+_KEYS_CHECKED_EVERY = 5.0  # seconds; a key made with `postar dkim keygen` is used this soon
 
 
 class StoreSigners:
@@ -52,11 +45,16 @@ class StoreSigners:
         self.store = store
         self._keys: list[DKIMKey] | None = None
         self._signer = Signer([])
+        self._checked = float("-inf")
 
     async def current(self) -> Signer:
-        keys = await self.store.dkim_keys()
-        if keys != self._keys:
-            self._keys, self._signer = keys, Signer(keys)
+        """The keys are read again at most every few seconds, not for every message."""
+        now = time.monotonic()
+        if now - self._checked >= _KEYS_CHECKED_EVERY:
+            self._checked = now
+            keys = await self.store.dkim_keys()
+            if keys != self._keys:
+                self._keys, self._signer = keys, Signer(keys)
         return self._signer
 
 

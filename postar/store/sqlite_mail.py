@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from postar.message import message_id
 from postar.message.lines import crlf_extra
@@ -54,7 +54,7 @@ def collect_garbage(c: sqlite3.Connection, blob_ids: set[int]) -> None:
                   "AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?)", (blob_id, blob_id, blob_id))
 
 
-def _remove(c: sqlite3.Connection, mailbox_id: int, uids: list[int]) -> None:
+def remove_messages(c: sqlite3.Connection, mailbox_id: int, uids: list[int]) -> None:
     """Delete messages, remembering their UIDs as expunged at one new modseq."""
     if not uids:
         return
@@ -68,6 +68,22 @@ def _remove(c: sqlite3.Connection, mailbox_id: int, uids: list[int]) -> None:
             c.execute("INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)",
                       (mailbox_id, uid, modseq))
     collect_garbage(c, blob_ids)
+
+
+def insert_blob(c: sqlite3.Connection, data: bytes, summary: str) -> int:
+    """Store a message's bytes once, with what POP3 adds to them counted (``crlf_extra``)."""
+    return c.execute("INSERT INTO blobs(data, summary, pop_extra) VALUES (?, ?, ?)",
+                     (data, summary, crlf_extra(data))).lastrowid
+
+
+def insert_message(c: sqlite3.Connection, mailbox_id: int, blob_id: int, prefix: bytes, size: int,
+                   flags: str, date: float) -> int:
+    """A new message in a mailbox at its next UID and modseq; its UID."""
+    uid, modseq = c.execute("UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 "
+                            "WHERE id = ? RETURNING uidnext - 1, highestmodseq", (mailbox_id,)).fetchone()
+    c.execute("INSERT INTO messages(mailbox_id, uid, blob_id, header_prefix, size, flags, internal_date, modseq) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (mailbox_id, uid, blob_id, prefix, size, flags, date, modseq))
+    return uid
 
 
 def new_uidvalidity(c: sqlite3.Connection, account_id: int) -> int:
@@ -150,7 +166,7 @@ class MailStoreMixin:
                 target = c.execute("INSERT INTO mailboxes(account_id, name, uidvalidity) VALUES (?, ?, ?) "
                                    "RETURNING id", (account_id, new, new_uidvalidity(c, account_id))).fetchone()[0]
                 uids = [u for (u,) in c.execute("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (source[0],))]
-                _copy(c, source[0], uids, target, move=True)
+                copy_into(c, source[0], uids, target, move=True)
                 return None, [source[0], target]
             renamed = (new, len(old) + 1, account_id, old, len(old) + 1, old + "/")
             c.execute("UPDATE mailboxes SET name = ? || substr(name, ?) WHERE account_id = ? "
@@ -212,24 +228,7 @@ class MailStoreMixin:
     async def update_flags(self, mailbox_id: int, uids: list[int], flags: tuple[str, ...], mode: FlagMode,
                            unchanged_since: int | None = None) -> tuple[list[MessageState], list[int]]:
         def write(c: sqlite3.Connection) -> tuple[tuple[list[MessageState], list[int]], list[int]]:
-            updated, refused = [], []
-            modseq = None
-            for uid in uids:
-                row = c.execute("SELECT flags, modseq FROM messages WHERE mailbox_id = ? AND uid = ?",
-                                (mailbox_id, uid)).fetchone()
-                if row is None:
-                    continue
-                if unchanged_since is not None and row[1] > unchanged_since:
-                    refused.append(uid)
-                    continue
-                current = _flags(row[0])
-                new = _apply(current, flags, mode)
-                if set(new) == set(current):
-                    continue
-                modseq = modseq or _next_modseq(c, mailbox_id)
-                c.execute("UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
-                          (" ".join(new), modseq, mailbox_id, uid))
-                updated.append(MessageState(uid, new, modseq))
+            updated, refused = change_flags(c, mailbox_id, uids, flags, mode, unchanged_since)
             return (updated, refused), [mailbox_id] if updated else []
         return await self._write(write)
 
@@ -241,14 +240,14 @@ class MailStoreMixin:
             if uids is not None:
                 wanted = set(uids)
                 deleted = [u for u in deleted if u in wanted]
-            _remove(c, mailbox_id, deleted)
+            remove_messages(c, mailbox_id, deleted)
             return deleted, [mailbox_id] if deleted else []
         return await self._write(write)
 
     async def copy_messages(self, source_id: int, uids: list[int], target_id: int,
                             move: bool = False) -> list[tuple[int, int]]:
         def write(c: sqlite3.Connection) -> tuple[list[tuple[int, int]], list[int]]:
-            pairs = _copy(c, source_id, uids, target_id, move)
+            pairs = copy_into(c, source_id, uids, target_id, move)
             return pairs, [target_id] + ([source_id] if move else [])
         return await self._write(write)
 
@@ -262,12 +261,8 @@ class MailStoreMixin:
                 uid = recent_sent_copy(c, mailbox_id, found, SENT_COPY_WINDOW)
                 if uid is not None:  # the client uploads what submission already put there
                     return uid, []
-            blob_id = c.execute("INSERT INTO blobs(data, summary, pop_extra) VALUES (?, ?, ?)",
-                                (data, summary, crlf_extra(data))).lastrowid
-            uid, modseq = _next_uid(c, mailbox_id), _next_modseq(c, mailbox_id)
-            c.execute("INSERT INTO messages(mailbox_id, uid, blob_id, header_prefix, size, flags, internal_date, "
-                      "modseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                      (mailbox_id, uid, blob_id, b"", len(data), " ".join(dict.fromkeys(flags)), internal_date, modseq))
+            uid = insert_message(c, mailbox_id, insert_blob(c, data, summary), b"", len(data),
+                                 " ".join(dict.fromkeys(flags)), internal_date)
             return uid, [mailbox_id]
         return await self._write(write)
 
@@ -287,6 +282,31 @@ class MailStoreMixin:
         return row[0] if row else 0
 
 
+def change_flags(c: sqlite3.Connection, mailbox_id: int, uids: Iterable[int], flags: tuple[str, ...],
+                 mode: FlagMode, unchanged_since: int | None = None) -> tuple[list[MessageState], list[int]]:
+    """Within a transaction: (messages whose flags changed, at one new modseq; UIDs refused by
+    UNCHANGEDSINCE). UIDs no longer there are skipped."""
+    updated, refused = [], []
+    modseq = None
+    for uid in uids:
+        row = c.execute("SELECT flags, modseq FROM messages WHERE mailbox_id = ? AND uid = ?",
+                        (mailbox_id, uid)).fetchone()
+        if row is None:
+            continue
+        if unchanged_since is not None and row[1] > unchanged_since:
+            refused.append(uid)
+            continue
+        current = _flags(row[0])
+        new = _apply(current, flags, mode)
+        if set(new) == set(current):
+            continue
+        modseq = modseq or _next_modseq(c, mailbox_id)
+        c.execute("UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                  (" ".join(new), modseq, mailbox_id, uid))
+        updated.append(MessageState(uid, new, modseq))
+    return updated, refused
+
+
 def _apply(current: tuple[str, ...], flags: tuple[str, ...], mode: FlagMode) -> tuple[str, ...]:
     if mode is FlagMode.SET:
         return tuple(dict.fromkeys(flags))
@@ -297,7 +317,7 @@ def _apply(current: tuple[str, ...], flags: tuple[str, ...], mode: FlagMode) -> 
     return tuple(f for f in current if f.lower() not in removed)
 
 
-def _copy(c: sqlite3.Connection, source_id: int, uids: list[int], target_id: int, move: bool) -> list[tuple[int, int]]:
+def copy_into(c: sqlite3.Connection, source_id: int, uids: list[int], target_id: int, move: bool) -> list[tuple[int, int]]:
     if c.execute("SELECT 1 FROM mailboxes WHERE id = ?", (target_id,)).fetchone() is None:
         raise NotFound("the target mailbox no longer exists")
     pairs = []
@@ -313,5 +333,5 @@ def _copy(c: sqlite3.Connection, source_id: int, uids: list[int], target_id: int
                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (target_id, new_uid, *row, modseq))
         pairs.append((uid, new_uid))
     if move:
-        _remove(c, source_id, [source for source, _ in pairs])
+        remove_messages(c, source_id, [source for source, _ in pairs])
     return pairs

@@ -8,7 +8,7 @@ import sqlite3
 from typing import Any, Mapping, Sequence
 
 from postar.store import FlagMode, NotFound, PopAccess, PopAction, PopMessage, PopSettings
-from postar.store.sqlite_mail import _apply, _copy, _flags, _next_modseq, _remove
+from postar.store.sqlite_mail import change_flags, copy_into, remove_messages
 
 
 class PopStoreMixin:
@@ -51,18 +51,10 @@ class PopStoreMixin:
                      moves: Mapping[int, Sequence[int]] | None = None, remove: Sequence[int] = ()) -> None:
         def write(c: sqlite3.Connection) -> tuple[None, list[int]]:
             changed = {mailbox_id}
-            modseq = None
-            for uid in seen:
-                row = c.execute("SELECT flags FROM messages WHERE mailbox_id = ? AND uid = ?",
-                                (mailbox_id, uid)).fetchone()
-                if row is None or "\\Seen" in _flags(row[0]):
-                    continue
-                modseq = modseq or _next_modseq(c, mailbox_id)
-                c.execute("UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
-                          (" ".join(_apply(_flags(row[0]), ("\\Seen",), FlagMode.ADD)), modseq, mailbox_id, uid))
+            change_flags(c, mailbox_id, seen, ("\\Seen",), FlagMode.ADD)
             for target, uids in (moves or {}).items():
-                _copy(c, mailbox_id, list(uids), target, move=True)
+                copy_into(c, mailbox_id, list(uids), target, move=True)
                 changed.add(target)
-            _remove(c, mailbox_id, sorted(remove))
+            remove_messages(c, mailbox_id, sorted(remove))
             return None, sorted(changed)
         await self._write(write)

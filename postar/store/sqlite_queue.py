@@ -13,11 +13,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Collection, Sequence
 
-from postar.message.lines import crlf_extra
 from postar.store import (
     AttemptResult, Delivery, NotFound, QueuedRecipient, QueueEntry, RecipientStatus,
 )
-from postar.store.sqlite_mail import collect_garbage
+from postar.store.sqlite_mail import collect_garbage, insert_blob, insert_message
 
 _ENTRY_COLUMNS = ("q.id, q.queue_id, q.sender, q.created, length(b.data) + length(q.header_prefix), q.envid, "
                   "q.ret, q.submitter, q.smtputf8, q.held, q.warned")
@@ -33,15 +32,6 @@ def _entry(row: tuple, recipients: tuple[QueuedRecipient, ...]) -> QueueEntry:
                       bool(row[8]), bool(row[9]), bool(row[10]))
 
 
-def _into_mailbox(c: sqlite3.Connection, mailbox_id: int, blob_id: int, prefix: bytes, size: int,
-                  flags: str, date: float) -> int:
-    uid, modseq = c.execute("UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 "
-                            "WHERE id = ? RETURNING uidnext - 1, highestmodseq", (mailbox_id,)).fetchone()
-    c.execute("INSERT INTO messages(mailbox_id, uid, blob_id, header_prefix, size, flags, internal_date, modseq) "
-              "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (mailbox_id, uid, blob_id, prefix, size, flags, date, modseq))
-    return uid
-
-
 def sent_mailbox(c: sqlite3.Connection, account_id: int) -> int | None:
     row = c.execute("SELECT id FROM mailboxes WHERE account_id = ? AND (special_use = '\\Sent' OR name = 'Sent') "
                     "ORDER BY special_use = '\\Sent' DESC LIMIT 1", (account_id,)).fetchone()
@@ -51,17 +41,16 @@ def sent_mailbox(c: sqlite3.Connection, account_id: int) -> int | None:
 def write_delivery(c: sqlite3.Connection, d: Delivery) -> list[int]:
     """Store one accepted message everywhere it goes; the ids of the mailboxes it added to."""
     changed = []
-    blob_id = c.execute("INSERT INTO blobs(data, summary, pop_extra) VALUES (?, ?, ?)",
-                        (d.data, d.summary, crlf_extra(d.data))).lastrowid
+    blob_id = insert_blob(c, d.data, d.summary)
     size = len(d.header_prefix) + len(d.data)
     for account_id in d.local_accounts:
         inbox = c.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = 'INBOX'", (account_id,)).fetchone()
         if inbox is None:
             raise NotFound(f"account {account_id} has no INBOX")
-        _into_mailbox(c, inbox[0], blob_id, d.header_prefix, size, "", d.internal_date)
+        insert_message(c, inbox[0], blob_id, d.header_prefix, size, "", d.internal_date)
         changed.append(inbox[0])
     if d.sent_copy is not None and (sent := sent_mailbox(c, d.sent_copy)) is not None:
-        uid = _into_mailbox(c, sent, blob_id, b"", len(d.data), "\\Seen", d.internal_date)
+        uid = insert_message(c, sent, blob_id, b"", len(d.data), "\\Seen", d.internal_date)
         changed.append(sent)
         if d.message_id:
             c.execute("INSERT OR REPLACE INTO sent_copies(account_id, message_id, mailbox_id, uid, created) "
