@@ -9,6 +9,7 @@ naming the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import tomllib
@@ -25,6 +26,37 @@ def _doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclass
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata={"doc": text})
     return field(default=default, metadata={"doc": text})
+
+
+@functools.cache
+def machine_hostname() -> str:
+    """The system's own name, fully qualified where the system knows its domain (as
+    Postfix's ``myhostname``). ``socket.getfqdn()`` alone is not enough: on many
+    machines it answers ``localhost`` because /etc/hosts lists the name there."""
+    name = socket.gethostname().strip().rstrip(".").lower()
+    if "." not in name and name:
+        try:
+            infos = socket.getaddrinfo(name, None, flags=socket.AI_CANONNAME)
+            canonical = next((i[3] for i in infos if i[3]), "").rstrip(".").lower()
+        except OSError:
+            canonical = ""
+        if "." in canonical and not _is_localhost(canonical):
+            name = canonical
+    return name
+
+
+def _is_localhost(name: str) -> bool:
+    return name.split(".")[0] in ("localhost", "ip6-localhost", "ip6-loopback")
+
+
+def hostname_problem(name: str) -> str | None:
+    """Why ``name`` is a poor ``hostname`` for a mail server, or None when it is fine:
+    other servers check that EHLO and Received name a fully qualified domain."""
+    if not name or _is_localhost(name):
+        return f"hostname {name!r} names no host other servers can reach"
+    if "." not in name.strip("."):
+        return f"hostname {name!r} is not a fully qualified domain name"
+    return None
 
 
 def _running_as_root() -> bool:
@@ -157,8 +189,11 @@ class Config:
     """The whole configuration."""
 
     hostname: str = _doc("This server's name in greetings, EHLO and Received headers. "
-                         "Default: the machine's fully qualified name.",
-                         factory=socket.getfqdn)
+                         "Default: the system's host name, fully qualified where the system "
+                         "knows its domain (as Postfix's myhostname). Set it to the name in "
+                         "your MX record; `postar config check` warns when it is not a fully "
+                         "qualified domain name.",
+                         factory=machine_hostname)
     data_dir: str = _doc("Where the store (SQLite database) and generated keys live. "
                          "Default /var/lib/postar as root, ~/.local/share/postar otherwise.",
                          factory=_default_data_dir)

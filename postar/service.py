@@ -18,7 +18,7 @@ from postar import tls
 from postar.auth.login import LoginGate
 from postar.auth.passwords import Authenticator
 from postar.auth.throttle import LoginThrottle
-from postar.config import Config, split_address
+from postar.config import Config, hostname_problem, split_address
 from postar.delivery.outbound import make_runner
 from postar.delivery.routing import Router
 from postar.context import Context
@@ -88,6 +88,10 @@ async def run(config: Config, config_path: str | None) -> None:
         delivering = loop.create_task(runner.run())
         stack.push_async_callback(_stop_task, delivering)  # before the store closes, after the listeners
         print("postar listening: " + ", ".join(listening), flush=True)
+        problem = hostname_problem(config.hostname)
+        if problem:
+            print(f"warning: {problem}: other mail servers may refuse its mail; "
+                  "set hostname in the config file", flush=True)
         if not await store.list_accounts():
             print(_first_steps(config, config_path), flush=True)
         await stop.wait()

@@ -30,6 +30,11 @@ def config_doc() -> None:
 @config_group.command("check")
 @click.pass_context
 def config_check(ctx: click.Context) -> None:
-    """Read the config file and report the first problem."""
-    load_config(ctx)
+    """Read the config file and report the first problem; warn about a hostname
+    that other mail servers would not accept."""
+    config = load_config(ctx)
+    problem = config_module.hostname_problem(config.hostname)
+    if problem:
+        click.echo(f"warning: {problem}; set hostname = \"mail.example.org\" "
+                   "(the name your MX record points to)", err=True)
     click.echo("config ok")
