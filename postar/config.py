@@ -133,8 +133,20 @@ class Limits:
     failed_login_delay: float = _doc("Seconds each failed login waits before its reply "
                                      "(as Dovecot's auth_failure_delay).", 2.0)
     errors: int = _doc("Protocol errors in one session before it is closed (SMTP 421, IMAP BYE, POP3 -ERR).", 20)
-    idle_timeout: float = _doc("Seconds a session may wait between commands "
-                               "(RFC 5321 §4.5.3.2.7 asks for at least 300).", 300.0)
+    idle_timeout: float = _doc("Seconds a session may wait between commands, and the most a client "
+                               "may take to read what it was sent. 0: each protocol's own floor, "
+                               "SMTP 300 (RFC 5321 §4.5.3.2.7), IMAP 1800 (RFC 9051 §5.4), "
+                               "POP3 600 (RFC 1939 §3).", 0.0)
+    login_timeout: float = _doc("Seconds from connecting until signed in, on every port that "
+                                "has a login (not the MX port).", 60.0)
+    command_timeout: float = _doc("Seconds a command line may take from its first octet to its "
+                                  "end (Postfix's smtpd_per_request_deadline), and the grace "
+                                  "before min_transfer_rate applies to a transfer.", 60.0)
+    min_transfer_rate: int = _doc("Octets per second a client must keep up while it sends DATA, "
+                                  "a BDAT chunk or a literal (Postfix's smtpd_min_data_rate).", 500)
+    max_connections: int = _doc("Most client connections at once, on all listeners. 0: derived "
+                                "from the open-file limit (raised to its hard limit at start), "
+                                "leaving room for the store and outbound delivery.", 0)
     shutdown_grace: float = _doc("Seconds running transactions get to finish on SIGTERM.", 30.0)
     quota: int = _doc("Storage per account in bytes, reported by IMAP QUOTA (RFC 9208); "
                       "APPEND beyond it gets NO [OVERQUOTA], and mail for a full account "

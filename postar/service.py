@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import ssl
 
@@ -58,7 +59,8 @@ async def run(config: Config, config_path: str | None) -> None:
                 LoginThrottle(limits.failed_logins, limits.failed_logins_per_account, limits.failed_login_window),
                 limits.failed_login_delay),
             tls_available=ssl_context is not None)
-        counter = ConnectionCounter()  # the per-address limit counts over all listeners
+        # the per-address and total limits count over all listeners
+        counter = ConnectionCounter(limits.max_connections or connection_budget(raise_open_file_limit()))
         listeners: list[tuple[str, Listener]] = [
             (port.value, SMTPListener(context, port, ssl_context, counter)) for port in Port]
         views = MailboxViews()  # both IMAP listeners share the cached mailbox views
@@ -88,6 +90,8 @@ async def run(config: Config, config_path: str | None) -> None:
         delivering = loop.create_task(runner.run())
         stack.push_async_callback(_stop_task, delivering)  # before the store closes, after the listeners
         print("postar listening: " + ", ".join(listening), flush=True)
+        log.info("at most %d client connections at once, %d from one address",
+                 counter.max_total, limits.connections_per_ip)
         problem = hostname_problem(config.hostname)
         if problem:
             print(f"warning: {problem}: other mail servers may refuse its mail; "
@@ -97,6 +101,31 @@ async def run(config: Config, config_path: str | None) -> None:
         await stop.wait()
         log.info("stopping")
     log.info("stopped")
+
+
+# Descriptors kept back from clients: the store, its WAL, listening sockets, outbound
+# delivery's connections (delivery.concurrency) and DNS; as Postfix keeps back its own.
+_RESERVED_DESCRIPTORS = 256
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (a root shell on Debian gives 1,024
+    of a hard 524,288 or more); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_budget(open_files: int) -> int:
+    """The default ``limits.max_connections`` for a process that may open ``open_files``."""
+    return max(16, open_files - _RESERVED_DESCRIPTORS)
 
 
 async def _stop_task(task: asyncio.Task) -> None:

@@ -19,7 +19,7 @@ from postar.imap.grammar import literal_announced
 from postar.imap.parser import parse_command, starts_a_command
 from postar.imap.session import Action, Result, Session, State
 from postar.imap.views import MailboxViews
-from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Listener, ShuttingDown
+from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Deadlines, Listener, ShuttingDown
 
 log = logging.getLogger("postar.imap")
 
@@ -32,8 +32,8 @@ class IMAPListener(Listener):
                  counter: ConnectionCounter, implicit_tls: bool, views: MailboxViews):
         limits = context.config.limits
         super().__init__(name, IMAPConnection, per_ip_limit=limits.connections_per_ip,
-                         idle_timeout=max(limits.idle_timeout, 1800.0), counter=counter,
-                         ssl_context=ssl_context, implicit_tls=implicit_tls)
+                         deadlines=Deadlines.from_limits(limits, limits.idle_timeout or IDLE_TIMEOUT),
+                         counter=counter, ssl_context=ssl_context, implicit_tls=implicit_tls)
         self.context = context
         self.views = views
 
@@ -54,9 +54,12 @@ class IMAPConnection(Connection):
     listener: IMAPListener
     max_line = MAX_LINE
 
-    def refusal(self, reason: str) -> bytes:
+    @staticmethod
+    def refusal(reason: str) -> bytes:
         if reason == "shutdown":
             return b"* BYE Server shutting down\r\n"
+        if reason == "server busy":
+            return b"* BYE [UNAVAILABLE] Server busy, try again later\r\n"
         return b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"
 
     async def serve(self) -> None:
@@ -82,6 +85,8 @@ class IMAPConnection(Connection):
                 self.write(session.take_output())
                 tag = getattr(command, "tag", "*")
                 final = await self._act(session, tag, result)
+                if not self.signed_in and session.state in (State.AUTHENTICATED, State.SELECTED):
+                    self.now_signed_in()
                 if final is None:
                     continue
                 self._tagged(tag, final)
@@ -133,7 +138,7 @@ class IMAPConnection(Connection):
 
     async def _idle(self, session: Session, result: Result) -> Result:
         self.write(b"+ idling\r\n")
-        self.idle_limit = IDLE_TIMEOUT
+        self.idle_limit = self.listener.idle_timeout  # IDLE keeps the RFC 2177 floor unless set lower
         selected = session.selected
         watching = session.store.watch(selected.mailbox.id, self.wake) if selected else contextlib.nullcontext()
         try:

@@ -13,7 +13,7 @@ import logging
 import ssl
 
 from postar.context import Context
-from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Listener, ShuttingDown
+from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Deadlines, Listener, ShuttingDown
 from postar.pop3 import responses
 from postar.pop3.maildrop import MaildropLocks
 from postar.pop3.session import Next, Session, State, Step
@@ -21,16 +21,16 @@ from postar.pop3.session import Next, Session, State, Step
 log = logging.getLogger("postar.pop3")
 
 MAX_LINE = 4096  # RFC 2449 §4 says 255 octets; SASL responses need more, as in Dovecot
+IDLE_TIMEOUT = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
 
 
 class POP3Listener(Listener):
     def __init__(self, context: Context, name: str, ssl_context: ssl.SSLContext | None,
                  counter: ConnectionCounter, implicit_tls: bool, locks: MaildropLocks):
         limits = context.config.limits
-        # RFC 1939 §3: an autologout timer of at least 10 minutes
         super().__init__(name, POP3Connection, per_ip_limit=limits.connections_per_ip,
-                         idle_timeout=max(limits.idle_timeout, 600.0), counter=counter,
-                         ssl_context=ssl_context, implicit_tls=implicit_tls)
+                         deadlines=Deadlines.from_limits(limits, limits.idle_timeout or IDLE_TIMEOUT),
+                         counter=counter, ssl_context=ssl_context, implicit_tls=implicit_tls)
         self.context = context
         self.locks = locks
 
@@ -39,8 +39,10 @@ class POP3Connection(Connection):
     listener: POP3Listener
     max_line = MAX_LINE
 
-    def refusal(self, reason: str) -> bytes:
-        return responses.SHUTTING_DOWN if reason == "shutdown" else responses.TOO_MANY_CONNECTIONS
+    @staticmethod
+    def refusal(reason: str) -> bytes:
+        return {"shutdown": responses.SHUTTING_DOWN, "server busy": responses.SERVER_BUSY}.get(
+            reason, responses.TOO_MANY_CONNECTIONS)
 
     async def serve(self) -> None:
         listener = self.listener
@@ -59,6 +61,8 @@ class POP3Connection(Connection):
                 else:
                     step = await session.handle_line(line)
                 self.write(step.reply)
+                if not self.signed_in and session.state is State.TRANSACTION:
+                    self.now_signed_in()
                 errors += step.error
                 if errors >= listener.context.config.limits.errors:
                     self.write(responses.TOO_MANY_ERRORS)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import ssl
 
-from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Listener, ShuttingDown
+from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Deadlines, Expired, Listener, ShuttingDown
 from postar.smtp import replies
 from postar.context import Context
 from postar.smtp.parser import unstuff
@@ -23,6 +23,7 @@ log = logging.getLogger("postar.smtp")
 
 _END_OF_DATA = b"\r\n.\r\n"
 MAX_COMMAND_LINE = 2048  # RFC 5321 §4.5.3.1.4 says 512; extensions need more, as Postfix allows
+IDLE_TIMEOUT = 300.0  # RFC 5321 §4.5.3.2.7: the server timeout is at least 5 minutes
 
 
 class SMTPListener(Listener):
@@ -31,8 +32,9 @@ class SMTPListener(Listener):
     def __init__(self, context: Context, port: Port, ssl_context: ssl.SSLContext | None,
                  counter: ConnectionCounter):
         limits = context.config.limits
+        deadlines = Deadlines.from_limits(limits, limits.idle_timeout or IDLE_TIMEOUT, login=port is not Port.MX)
         super().__init__(port.value, SMTPConnection, per_ip_limit=limits.connections_per_ip,
-                         idle_timeout=limits.idle_timeout, counter=counter, ssl_context=ssl_context,
+                         deadlines=deadlines, counter=counter, ssl_context=ssl_context,
                          implicit_tls=port is Port.SUBMISSIONS)
         self.context = context
         self.port = port
@@ -42,14 +44,15 @@ class SMTPConnection(Connection):
     listener: SMTPListener
     max_line = MAX_COMMAND_LINE
 
-    def __init__(self, listener: SMTPListener):
-        super().__init__(listener)
+    def __init__(self, listener: SMTPListener, counted: str | None = None):
+        super().__init__(listener, counted)
         self.session: Session | None = None
         self._in_transfer = False  # reading DATA or a chunk: a shutdown waits for it
 
-    def refusal(self, reason: str) -> bytes:
-        reply = replies.SHUTTING_DOWN if reason == "shutdown" else replies.TOO_MANY_CONNECTIONS
-        return reply.encode()
+    @staticmethod
+    def refusal(reason: str) -> bytes:
+        return {"shutdown": replies.SHUTTING_DOWN, "server busy": replies.SERVER_BUSY}.get(
+            reason, replies.TOO_MANY_CONNECTIONS).encode()
 
     def may_stop_now(self) -> bool:
         return not self._in_transfer and not (self.session is not None and self.session.between_chunks)
@@ -62,13 +65,16 @@ class SMTPConnection(Connection):
             while True:
                 if step.reply is not None:
                     self.write(step.reply.encode())
+                if session.account is not None and not self.signed_in:
+                    self.now_signed_in()
                 if step.next is Next.CLOSE:
                     break
                 step = await self._advance(session, step)
         except Closed:
             pass
-        except asyncio.TimeoutError:
-            self.write(replies.TIMEOUT.encode())
+        except asyncio.TimeoutError as e:
+            if not (isinstance(e, Expired) and e.reason == "write"):
+                self.write(replies.TIMEOUT.encode())
             log.info("%s: timeout, client=%s", self.id, self.client_ip)
         except (ShuttingDown, asyncio.CancelledError):
             self.write(replies.SHUTTING_DOWN.encode())
@@ -98,10 +104,12 @@ class SMTPConnection(Connection):
 
     async def _transfer(self, read):
         self._in_transfer = True
+        self.begin_transfer()
         try:
             return await read
         finally:
             self._in_transfer = False
+            self.end_transfer()
 
     async def _read_dot_data(self) -> bytes | TooBig:
         """Up to CRLF.CRLF; the CRLF that ended the DATA line counts as the first CRLF."""
