@@ -170,6 +170,9 @@ class Delivery:
     retry_max: float = _doc("Longest wait between two attempts, in seconds.", 4 * 3600.0)
     delay_warning: float = _doc("Seconds after which the sender is told that a message is delayed "
                                 "(once; 0: never).", 4 * 3600.0)
+    queue_scan_interval: float = _doc("Most seconds between two looks at the queue. New mail, retries "
+                                      "coming due and `postar queue retry` or `release` are acted on at "
+                                      "once; this catches what nothing announced.", 5.0)
     concurrency: int = _doc("Most outgoing SMTP connections at once.", 50)
     per_destination: int = _doc("Most outgoing connections to one destination (a domain, or the smarthost "
                                 "for all mail) at once, as Postfix's default_destination_concurrency_limit.", 20)
