@@ -125,13 +125,25 @@ class Limits:
                              50 * 1024 * 1024)
     recipients: int = _doc("Most recipients per message; more get 452 4.5.3.", 100)
     connections_per_ip: int = _doc("Most simultaneous connections from one IP address.", 50)
-    failed_logins: int = _doc("Failed logins allowed per IP address within "
-                              "failed_login_window; then logins from it are refused.", 10)
-    failed_logins_per_account: int = _doc("Failed logins allowed per account within "
-                                          "failed_login_window, from all addresses.", 30)
+    failed_logins: int = _doc("Failed logins allowed per IP address (IPv6: per /48) within "
+                              "failed_login_window; then logins from it are refused. Each "
+                              "attempt counts from its start until it succeeds, so logins "
+                              "sent at once cannot pass the limit.", 10)
+    failed_logins_per_account: int = _doc("Failed logins per account within failed_login_window, "
+                                          "from all addresses, before its logins are slowed "
+                                          "(never refused: the right password still logs in).", 30)
     failed_login_window: float = _doc("Seconds over which failed logins are counted.", 600.0)
     failed_login_delay: float = _doc("Seconds each failed login waits before its reply "
                                      "(as Dovecot's auth_failure_delay).", 2.0)
+    account_penalty: float = _doc("Seconds a login for an account past failed_logins_per_account "
+                                  "waits before its password is checked; doubled for each further "
+                                  "failure (as Dovecot's auth penalty). Not for a password "
+                                  "verified within auth_cache_ttl.", 2.0)
+    account_penalty_max: float = _doc("Longest wait of account_penalty, in seconds "
+                                      "(Dovecot's AUTH_PENALTY_MAX_SECS).", 15.0)
+    password_workers: int = _doc("Password checks (argon2id, 64 MiB each) run at once; more wait "
+                                 "their turn (as Dovecot's auth_worker_max_count). 0: one per "
+                                 "core, at most as many as half the available memory holds.", 0)
     errors: int = _doc("Protocol errors in one session before it is closed (SMTP 421, IMAP BYE, POP3 -ERR).", 20)
     idle_timeout: float = _doc("Seconds a session may wait between commands, and the most a client "
                                "may take to read what it was sent. 0: each protocol's own floor, "
@@ -170,6 +182,9 @@ class Delivery:
     retry_max: float = _doc("Longest wait between two attempts, in seconds.", 4 * 3600.0)
     delay_warning: float = _doc("Seconds after which the sender is told that a message is delayed "
                                 "(once; 0: never).", 4 * 3600.0)
+    queue_scan_interval: float = _doc("Most seconds between two looks at the queue. New mail, retries "
+                                      "coming due and `postar queue retry` or `release` are acted on at "
+                                      "once; this catches what nothing announced.", 5.0)
     concurrency: int = _doc("Most outgoing SMTP connections at once.", 50)
     per_destination: int = _doc("Most outgoing connections to one destination (a domain, or the smarthost "
                                 "for all mail) at once, as Postfix's default_destination_concurrency_limit.", 20)

@@ -55,8 +55,9 @@ async def run(config: Config, config_path: str | None) -> None:
         context = Context(
             config=config, store=store, router=Router(store),
             logins=LoginGate(
-                Authenticator(store, limits.auth_cache_ttl),
-                LoginThrottle(limits.failed_logins, limits.failed_logins_per_account, limits.failed_login_window),
+                Authenticator(store, limits.auth_cache_ttl, limits.password_workers),
+                LoginThrottle(limits.failed_logins, limits.failed_logins_per_account, limits.failed_login_window,
+                              limits.account_penalty, limits.account_penalty_max),
                 limits.failed_login_delay),
             tls_available=ssl_context is not None)
         # the per-address and total limits count over all listeners

@@ -1,8 +1,10 @@
 """Password hashing and login verification (argon2id, off the event loop).
 
 Only argon2id hashes are ever stored. A verification costs tens of milliseconds
-of CPU, so it runs in a worker thread. Mail clients log in again and again with
-the same password (every poll, every send); like Dovecot's auth cache, a
+of CPU and its memory cost (64 MiB) in RAM, so it runs in the bounded pool of
+``pool.py``: a burst of logins waits its turn instead of multiplying memory.
+Mail clients log in again and again with the same password (every poll, every
+send); like Dovecot's auth cache, a
 successful check is remembered for a while so the next login is a lookup. The
 cache key is an HMAC of address and password under a key that lives only in this
 process's memory, and the remembered value is the stored hash the password
@@ -19,10 +21,12 @@ import secrets
 import time
 from dataclasses import dataclass
 from enum import Enum
+from typing import Awaitable, Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from postar.auth.pool import CheckPool
 from postar.store import Account, Credentials, Store
 
 _hasher = PasswordHasher()  # argon2id with the library's RFC 9106 defaults
@@ -71,9 +75,10 @@ class LoginResult:
 class Authenticator:
     """Checks a login against the store, with the verified-credentials cache."""
 
-    def __init__(self, store: Store, cache_ttl: float):
+    def __init__(self, store: Store, cache_ttl: float, workers: int = 0):
         self._store = store
         self._ttl = cache_ttl
+        self._pool = CheckPool.sized_for(workers, _hasher.memory_cost * 1024)
         self._key = secrets.token_bytes(32)
         self._cache: dict[bytes, tuple[str, float]] = {}
         self._running: dict[bytes, asyncio.Future] = {}
@@ -82,11 +87,16 @@ class Authenticator:
         message = address.lower().encode() + b"\0" + password.encode("utf-8", "surrogateescape")
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
-    async def login(self, address: str, password: str) -> LoginResult:
+    async def login(self, address: str, password: str, *,
+                    before_check: Callable[[], Awaitable[None]] | None = None) -> LoginResult:
+        """``before_check`` is awaited before an argon2id check, never on a cache hit:
+        a password verified a moment ago need not wait again."""
         credentials = await self._store.credentials(address)
         if credentials is None:
             # Spend the same time as a real check, so timing does not reveal accounts.
-            await asyncio.to_thread(_matches, _DUMMY_HASH, password)
+            if before_check is not None:
+                await before_check()
+            await self._pool.run(_matches, _DUMMY_HASH, password)
             return LoginResult(Outcome.NO_ACCOUNT)
         candidates = (credentials.password_hash, *credentials.app_password_hashes)
         key = self._cache_key(address, password)
@@ -96,6 +106,8 @@ class Authenticator:
             matched = cached[0]
         else:
             self._cache.pop(key, None)
+            if before_check is not None:
+                await before_check()
             matched = await self._check_once(key, credentials, password)
         if matched is None:
             return LoginResult(Outcome.BAD_PASSWORD, credentials.account)
@@ -108,7 +120,7 @@ class Authenticator:
         running = self._running.get(key)
         if running is not None:
             return await asyncio.shield(running)
-        running = asyncio.ensure_future(asyncio.to_thread(_first_match, credentials, password))
+        running = asyncio.ensure_future(self._pool.run(_first_match, credentials, password))
         self._running[key] = running
         try:
             matched = await asyncio.shield(running)

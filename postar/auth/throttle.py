@@ -1,56 +1,140 @@
-"""Failed-login limits per client address and per account.
+"""Login limits per client address and per account.
 
-Counts failures over a sliding window; a source over its limit is refused until
-old failures age out. A success does not reset the count (a guesser who knows
-one password must not get a free run at the others).
+An attempt is counted when it starts, not when its check ends: logins sent all
+at once cannot slip past a limit while their checks are still running. A
+success takes its attempt back; a failure (or an attempt the client abandoned)
+stays counted for the window. A success does not reset the count (a guesser who
+knows one password must not get a free run at the others).
+
+Per client address (Postfix's anvil, Dovecot's auth penalty are per address
+too) the limit refuses: past it, logins from the address are refused without a
+check until old failures age out. IPv6 clients count per /48 network, as
+Dovecot's PENALTY_IPV6_MASK_BITS: one site holds a whole prefix of addresses.
+
+Per account the limit only slows: anyone can send wrong passwords for anyone,
+so refusing would lock the owner out. Past it, every attempt on the account
+waits before its check, twice as long for each further failure, up to a
+maximum (Dovecot's AUTH_PENALTY_INIT_SECS 2, doubling to AUTH_PENALTY_MAX_SECS
+15), and the right password is still accepted.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
-from collections import defaultdict, deque
+from collections import deque
+from dataclasses import dataclass, field
+
+IPV6_PREFIX = 48
 
 
-class FailureCounter:
-    def __init__(self, limit: int, window: float):
-        self._limit = limit
+@dataclass
+class _Tally:
+    failures: deque[float] = field(default_factory=deque)
+    running: int = 0
+
+
+class AttemptCounter:
+    """Failures over a sliding window plus the attempts still running, per key."""
+
+    def __init__(self, window: float):
         self._window = window
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._tallies: dict[str, _Tally] = {}
+        self._swept = time.monotonic()
 
-    def _recent(self, key: str) -> deque[float]:
-        times = self._failures.get(key)
-        if times is None:
-            return deque()
+    def count(self, key: str) -> int:
+        tally = self._tallies.get(key)
+        if tally is None:
+            return 0
         horizon = time.monotonic() - self._window
-        while times and times[0] < horizon:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-        return times
+        while tally.failures and tally.failures[0] < horizon:
+            tally.failures.popleft()
+        return len(tally.failures) + tally.running
 
-    def blocked(self, key: str) -> bool:
-        return len(self._recent(key)) >= self._limit
+    def start(self, key: str) -> None:
+        self._sweep()
+        self._tallies.setdefault(key, _Tally()).running += 1
 
-    def fail(self, key: str) -> None:
-        self._recent(key)
-        self._failures[key].append(time.monotonic())
+    def finish(self, key: str, failed: bool) -> None:
+        tally = self._tallies[key]
+        tally.running -= 1
+        if failed:
+            tally.failures.append(time.monotonic())
+
+    def _sweep(self) -> None:
+        """Forget keys with nothing counted, once a window: user names are the client's choice."""
+        now = time.monotonic()
+        if now - self._swept < self._window:
+            return
+        self._swept = now
+        for key in [k for k in self._tallies if self.count(k) == 0]:
+            del self._tallies[key]
+
+
+def source(ip: str) -> str:
+    """The key an address is counted under: itself, or its /48 for IPv6."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX}", strict=False))
+    return str(address)
+
+
+@dataclass
+class Attempt:
+    """One login being checked; ``delay`` is how long it waits before the check."""
+
+    throttle: LoginThrottle
+    source: str
+    account: str
+    delay: float
+    account_failures: int
+    done: bool = False
+
+    def finish(self, failed: bool) -> None:
+        if not self.done:
+            self.done = True
+            self.throttle.by_ip.finish(self.source, failed)
+            self.throttle.by_account.finish(self.account, failed)
 
 
 class LoginThrottle:
-    """One counter per client IP address and one per account address."""
+    """A refusing limit per client address and a slowing one per account."""
 
-    def __init__(self, per_ip: int, per_account: int, window: float):
-        self.by_ip = FailureCounter(per_ip, window)
-        self.by_account = FailureCounter(per_account, window)
+    def __init__(self, per_ip: int, per_account: int, window: float,
+                 penalty: float = 2.0, max_penalty: float = 15.0):
+        self.by_ip = AttemptCounter(window)
+        self.by_account = AttemptCounter(window)
+        self._per_ip = per_ip
+        self._per_account = per_account
+        self._penalty = penalty
+        self._max_penalty = max_penalty
 
-    def blocked(self, ip: str, account: str | None = None) -> str | None:
-        """Why logins are refused now ('too many failures from IP' ...), or None."""
-        if self.by_ip.blocked(ip):
-            return f"too many failed logins from {ip}"
-        if account and self.by_account.blocked(account.lower()):
-            return f"too many failed logins for {account}"
+    def refused(self, ip: str) -> str | None:
+        """Why logins from ``ip`` are refused now, or None."""
+        key = source(ip)
+        if self.by_ip.count(key) >= self._per_ip:
+            return f"too many failed logins from {key}"
         return None
 
-    def fail(self, ip: str, account: str) -> None:
-        self.by_ip.fail(ip)
-        self.by_account.fail(account.lower())
+    def begin(self, ip: str, account: str) -> Attempt | str:
+        """Count an attempt from ``ip`` for ``account``; or why it is refused."""
+        reason = self.refused(ip)
+        if reason:
+            return reason
+        key, name = source(ip), account.lower()
+        failures = self.by_account.count(name)
+        self.by_ip.start(key)
+        self.by_account.start(name)
+        return Attempt(self, key, name, self.account_delay(failures), failures)
+
+    def account_delay(self, failures: int) -> float:
+        """The wait before checking a login for an account with ``failures`` counted."""
+        over = failures - self._per_account
+        if over < 0:
+            return 0.0
+        return min(self._penalty * 2 ** min(over, 32), self._max_penalty)
