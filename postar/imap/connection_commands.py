@@ -127,7 +127,8 @@ async def do_enable(session: Session, command: Command) -> Result:
 async def do_id(session: Session, command: Command) -> Result:
     """ID (RFC 2971): logged, answered with our name and version."""
     count(command.args, 1)
-    if isinstance(command.args[0], list):
+    if isinstance(command.args[0], list) and not session.client_id_logged:  # once: no log flood
+        session.client_id_logged = True
         log.info("%s: client id %s", session.id, [astring(t) if not isinstance(t, list) else "" for t in command.args[0]])
     session.send(f'* ID ("name" "postar" "version" "{__version__}")\r\n')
     return Result(text="ID completed")

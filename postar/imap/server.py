@@ -24,6 +24,9 @@ from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Dea
 log = logging.getLogger("postar.imap")
 
 MAX_LINE = 65536  # as Dovecot's imap_max_line_length: long UID sets must fit
+# Before login a literal holds at most a user name, a password or a SASL response:
+# all the literals of one command together get this much (as Dovecot's login process).
+MAX_LITERALS_BEFORE_LOGIN = 8192
 IDLE_TIMEOUT = 1800.0  # RFC 2177: clients re-issue IDLE within 29 minutes
 
 
@@ -71,7 +74,7 @@ class IMAPConnection(Connection):
         try:
             while True:
                 try:
-                    data = await self._read_command()
+                    data = await self._read_command(session.state is State.NOT_AUTHENTICATED)
                 except _Refused as refused:
                     self.write(refused.response)
                     if refused.close:
@@ -163,20 +166,27 @@ class IMAPConnection(Connection):
                     return
             await self.wait_for_input()
 
-    async def _read_command(self) -> bytes:
-        limit = self.listener.context.config.limits.message_size
+    async def _read_command(self, before_login: bool) -> bytes:
+        """One command with its literals. The literals of one command are bounded in
+        total: by the message size, and before login by MAX_LITERALS_BEFORE_LOGIN."""
+        limit = MAX_LITERALS_BEFORE_LOGIN if before_login else self.listener.context.config.limits.message_size
         line = await self.read_line()
         if line is TOO_LONG:
             return line
         data = bytearray(line)
+        literals = 0
         while (announced := literal_announced(line)) is not None:
             size, synchronizing = announced
-            if size > limit:
-                tag = bytes(data.split(b" ", 1)[0]).decode("ascii", "replace") or "*"
-                if synchronizing:
-                    raise _Refused(f"{tag} NO [TOOBIG] Literal of {size} octets is over the limit\r\n".encode(),
+            literals += size
+            if literals > limit:
+                tag = bytes(data.split(b" ", 1)[0]).decode("ascii", "replace")[:64] or "*"
+                if not synchronizing:  # its octets are on their way: stop listening
+                    raise _Refused(b"* BYE [TOOBIG] Literal over the limit\r\n", close=True)
+                if before_login:
+                    raise _Refused(f"{tag} BAD Literal of {size} octets is too large before login\r\n".encode(),
                                    close=False)
-                raise _Refused(b"* BYE [TOOBIG] Literal over the limit\r\n", close=True)
+                raise _Refused(f"{tag} NO [TOOBIG] Literal of {size} octets is over the limit\r\n".encode(),
+                               close=False)
             if synchronizing:
                 if not starts_a_command(bytes(data)):  # never ask for data that cannot be a command's
                     raise _Refused(b"* BAD Expected a tagged command before a literal\r\n", close=False)

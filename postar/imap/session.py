@@ -71,6 +71,7 @@ class Session:
         self.account: Account | None = None
         self.selected: SelectedMailbox | None = None
         self.enabled: set[str] = set()
+        self.client_id_logged = False  # ID (RFC 2971) is logged once per session
         self.saved_search: set[int] | None = None
         self.pending_login = None  # the SASL exchange waiting for a client response
         self.compressed = False

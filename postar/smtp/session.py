@@ -271,6 +271,11 @@ class Session:
         transaction = self.transaction
         if transaction.chunks is None:
             transaction.chunks = []
+        if transaction.chunked_size + command.size > self._size_limit:
+            # RFC 3030 §4: a chunk that cannot fit need not be read: refuse it and close,
+            # since the octets that follow cannot be told from commands.
+            self.transaction = None
+            return Step(replies.CHUNK_TOO_BIG, Next.CLOSE)
         return Step(None, Next.CHUNK, command.size, command.last)
 
     def _refuse_chunk(self, command: Bdat, refusal: Reply) -> Step:
