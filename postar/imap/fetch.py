@@ -23,6 +23,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
+from postar.message import MAX_DEPTH
 from postar.message.text import unbase64
 
 # Strings (RFC 9051 §4.3) --------------------------------------------------------------------
@@ -249,16 +250,16 @@ def _is_message(part: dict) -> bool:
         and isinstance(part.get("message"), dict)
 
 
-def _multipart(part: dict, extensible: bool) -> bytes:
+def _multipart(part: dict, extensible: bool, depth: int) -> bytes:
     children = part.get("parts") or [_EMPTY]  # 1*body: Dovecot's stand-in when there are none
-    out = b"".join(bodystructure(child, extensible) for child in children)
+    out = b"".join(bodystructure(child, extensible, depth + 1) for child in children)
     out += b" " + string(_upper(part.get("subtype") or ""))
     if extensible:
         out += b" " + b" ".join([_content_params(part), *_extension(part)])
     return out
 
 
-def _one_part(part: dict, extensible: bool) -> bytes:
+def _one_part(part: dict, extensible: bool, depth: int) -> bytes:
     kind, subtype = part.get("type") or "text", part.get("subtype") or "plain"
     start, end = part.get("body") or (0, 0)
     items = [string(_upper(kind)), string(_upper(subtype)), _content_params(part),
@@ -268,7 +269,7 @@ def _one_part(part: dict, extensible: bool) -> bytes:
     if (kind, subtype) in (("message", "rfc822"), ("message", "global")):
         inner = part["message"] if _is_message(part) else {}  # absent past the depth limit
         items += [envelope(inner.get("envelope") or {}),
-                  bodystructure(inner.get("part") or _EMPTY, extensible), lines]
+                  bodystructure(inner.get("part") or _EMPTY, extensible, depth + 1), lines]
     elif kind == "text":
         items.append(lines)
     if extensible:
@@ -276,16 +277,21 @@ def _one_part(part: dict, extensible: bool) -> bytes:
     return b" ".join(items)
 
 
-def bodystructure(part: dict, extensible: bool) -> bytes:
-    """BODY (``extensible=False``) or BODYSTRUCTURE (with extension data) of a summary part."""
-    part = part if isinstance(part, dict) else _EMPTY
-    body = _multipart(part, extensible) if _is_multipart(part) else _one_part(part, extensible)
+def bodystructure(part: dict, extensible: bool, depth: int = 0) -> bytes:
+    """BODY (``extensible=False``) or BODYSTRUCTURE (with extension data) of a summary part.
+
+    ``summarize`` nests parts at most ``MAX_DEPTH`` deep; a deeper summary (none is
+    made) would get the empty stand-in there rather than recurse without bound.
+    """
+    part = part if isinstance(part, dict) and depth < MAX_DEPTH else _EMPTY
+    body = _multipart(part, extensible, depth) if _is_multipart(part) else _one_part(part, extensible, depth)
     return b"(" + body + b")"
 
 
 # BODY[section] (RFC 9051 §6.4.5) ------------------------------------------------------------------
 
-_PATH = re.compile(r"([1-9][0-9]*(?:\.[1-9][0-9]*)*)(\.|$)")
+# nz-number (RFC 9051 §9) as a 32-bit number: at most 10 digits (int() refuses over 4300).
+_PATH = re.compile(r"([1-9][0-9]{0,9}(?:\.[1-9][0-9]{0,9})*)(\.|$)")
 _FIELDS = re.compile(r"(HEADER\.FIELDS(?:\.NOT)?) \((.*)\)", re.I | re.S)
 _NAME = r'"(?:[^"\\]|\\.)*"|[^\s()"]+'
 _NAMES = re.compile(rf"(?:{_NAME})(?: (?:{_NAME}))*", re.S)

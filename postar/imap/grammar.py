@@ -25,41 +25,50 @@ class ParseError(ValueError):
 
 _ATOM_STOP = frozenset(b' ()"{}\r\n')
 _LITERAL = re.compile(rb"~?\{(\d{1,10})(\+|-)?\}\r\n")
+# How deep parenthesized lists may nest. No command needs more than three levels (a
+# FETCH list holding BODY[HEADER.FIELDS (...)] is one list in one); 100 is the bound
+# Dovecot puts on MIME nesting (message-parser.h), generous for any real client and
+# small enough that whatever walks the tokens later may recurse over them. Deeper is
+# a ParseError, so the command gets BAD and the session goes on.
+MAX_LIST_DEPTH = 100
 
 
 def tokenize(data: bytes, start: int = 0) -> list[Token]:
-    """Read tokens up to the end of ``data``; literals are inline as ``{n}\\r\\n`` + n octets."""
-    tokens, position = _read_list(data, start, closing=False)
-    if position != len(data):
-        raise ParseError("unexpected ')'")
-    return tokens
+    """Read tokens up to the end of ``data``; literals are inline as ``{n}\\r\\n`` + n octets.
 
-
-def _read_list(data: bytes, position: int, closing: bool) -> tuple[list[Token], int]:
+    Iterative, with an explicit stack of the lists still open, so no input can
+    exhaust the Python stack; more than ``MAX_LIST_DEPTH`` open lists is an error.
+    """
     tokens: list[Token] = []
+    open_lists: list[list[Token]] = []  # the enclosing lists of ``tokens``, outermost first
+    position = start
     while position < len(data):
         char = data[position]
         if char == 0x20:
             position += 1
         elif char == 0x28:  # (
-            inner, position = _read_list(data, position + 1, closing=True)
+            if len(open_lists) >= MAX_LIST_DEPTH:
+                raise ParseError(f"lists nested more than {MAX_LIST_DEPTH} deep")
+            inner: list[Token] = []
             tokens.append(inner)
+            open_lists.append(tokens)
+            tokens, position = inner, position + 1
         elif char == 0x29:  # )
-            if not closing:
-                return tokens, position
-            return tokens, position + 1
+            if not open_lists:
+                raise ParseError("unexpected ')'")
+            tokens, position = open_lists.pop(), position + 1
         elif char == 0x22:  # "
             value, position = _read_quoted(data, position)
             tokens.append(value)
         elif char in (0x7B, 0x7E):  # { or ~{
-            value, position = _read_literal(data, position)
-            tokens.append(value)
+            literal, position = _read_literal(data, position)
+            tokens.append(literal)
         else:
-            value, position = _read_atom(data, position)
-            tokens.append(value)
-    if closing:
+            atom, position = _read_atom(data, position)
+            tokens.append(atom)
+    if open_lists:
         raise ParseError("missing ')'")
-    return tokens, position
+    return tokens
 
 
 def _read_quoted(data: bytes, position: int) -> tuple[bytes, int]:

@@ -27,12 +27,15 @@ from datetime import date, datetime, timezone
 from email.utils import parsedate_tz
 
 from postar.imap.grammar import SequenceSet, Token, format_sequence, parse_sequence_set, quoted
-from postar.message import ENVELOPE_FIELDS
+from postar.message import ENVELOPE_FIELDS, MAX_DEPTH
 from postar.message.text import decode_text, decode_words, unbase64
 
 BADCHARSET = "BADCHARSET (US-ASCII UTF-8)"  # the response code; parse_search's error starts with it
 RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")  # RFC 4731 §3.1, RFC 5182 §2.1
-_MAX_DEPTH = 64  # NOT/OR/parentheses nesting, so a hostile command cannot exhaust the stack
+# NOT/OR/parentheses nesting, so a hostile command cannot exhaust the stack: parsing and
+# matching recurse two or three frames a level. The tokenizer already stops lists at
+# grammar.MAX_LIST_DEPTH (100); a chain of NOT or OR needs no list, so it is counted here.
+_MAX_DEPTH = 64
 
 
 # The key tree --------------------------------------------------------------------------------
@@ -348,15 +351,20 @@ def _content_slice(message: Candidate, span: object) -> bytes:
     return message.content[message.prefix_length + span[0]:message.prefix_length + span[1]]
 
 
-def _body_texts(message: Candidate, part: dict) -> Iterator[str]:
-    """The text of each text/* leaf below ``part``, and the header of each attached message."""
+def _body_texts(message: Candidate, part: dict, depth: int = 0) -> Iterator[str]:
+    """The text of each text/* leaf below ``part``, and the header of each attached message.
+
+    No deeper than ``summarize`` nests (MAX_DEPTH), whatever the summary holds.
+    """
+    if depth >= MAX_DEPTH:
+        return
     if "parts" in part:
         for child in part["parts"]:
-            yield from _body_texts(message, child)
+            yield from _body_texts(message, child, depth + 1)
     elif "message" in part:
         inner = part["message"].get("part", {})
         yield _header_text(_content_slice(message, inner.get("header")))
-        yield from _body_texts(message, inner)
+        yield from _body_texts(message, inner, depth + 1)
     elif part.get("type") == "text":
         raw = _content_slice(message, part.get("body"))
         encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
