@@ -110,7 +110,7 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                if "address already in use" in self.log().split("postar listening")[-1]:
+                if "address already in use" in self.log().split("postar listening")[-1].lower():
                     self.process = None
                     raise PortTaken
                 raise AssertionError(f"postar exited: {self.log()}")

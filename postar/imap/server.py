@@ -198,4 +198,6 @@ class IMAPConnection(Connection):
             if line is TOO_LONG:
                 return line
             data += line
+            if len(data) > limit + MAX_LINE:  # lines ending in {0+}, one after another
+                raise _Refused(b"* BYE Command too long\r\n", close=True)
         return bytes(data)

@@ -112,3 +112,12 @@ def test_control_characters_in_logged_values_come_out_escaped():
     from postar.log import clip
     assert clip("evil\r\n2026-12-06 postar: forged\x1b[31m") == "evil\\r\\n2026-12-06 postar: forged\\x1b[31m"
     assert clip("é" * 300).startswith("é" * 256) and clip("é" * 300).endswith("...[44 more]")
+
+
+def test_a_command_of_endless_empty_literals_is_bounded(server):
+    sock = imap_plain(server)
+    sock.sendall(b"a LOGIN " + b"x {0+}\r\n" * 20_000)
+    line = read_line(sock)
+    while line.startswith(b"+"):
+        line = read_line(sock)
+    assert line == b"* BYE Command too long\r\n"
