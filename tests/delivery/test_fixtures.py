@@ -14,6 +14,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -45,9 +46,27 @@ def smtp(ip: str, port: int, timeout: float = 10) -> smtplib.SMTP:
 # PostfixReceiver
 
 
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+@pytest.fixture(params=["now", "the 3rd, in another zone"])
+def clock(request, monkeypatch):
+    """The receiving Postfix's clock: as it is, or (libfaketime) on a one-digit day of the
+    month in a zone whose abbreviation is not a word, so the test cannot depend on the date."""
+    if request.param == "now":
+        return {}
+    if not FAKETIME.exists():
+        pytest.skip("needs Debian's faketime package")
+    monkeypatch.setenv("LD_PRELOAD", str(FAKETIME))
+    monkeypatch.setenv("FAKETIME", "@2026-12-03 10:00:00")
+    monkeypatch.setenv("TZ", "America/Sao_Paulo")
+    # master(8) passes its daemons only the environment named here (postconf(5))
+    return {"import_environment": "MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_PRELOAD FAKETIME"}
+
+
 def test_postfix_delivers_exact_bytes_after_its_received_header_over_starttls(
-        postfix_receiver, loopback_port, ca):
-    receiver = postfix_receiver(MX1, loopback_port, [NET, ORG])
+        postfix_receiver, loopback_port, ca, clock):
+    receiver = postfix_receiver(MX1, loopback_port, [NET, ORG], settings=clock)
     with smtp(MX1, loopback_port) as client:
         client.starttls(context=client_tls(ca))  # verifies the certificate for 127.0.0.2
         client.ehlo()
@@ -69,6 +88,8 @@ def test_postfix_delivers_exact_bytes_after_its_received_header_over_starttls(
         # comment is the host's abbreviation, which need not be a word ("(-03)").
         rb"\t\w{3}, {1,2}\d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}(?: \([^)\n]*\))?\n",
         received.trace_header)
+    if clock:
+        assert b"\tThu,  3 Dec 2026 " in received.trace_header and b" -0300 (-03)\n" in received.trace_header
     assert received.data == received.trace_header + EXACT.replace(b"\r\n", b"\n")
     assert received.message == EXACT
     [tls_line] = receiver.tls_log()
