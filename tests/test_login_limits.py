@@ -1,7 +1,8 @@
 """Login limits under a burst, over real sockets (issue 17, item 4).
 
 Attempts are counted as they start, so logins sent all at once cannot pass the
-per-address limit; the per-account limit only slows logins (a doubling wait, as
+per-address limit (those beyond it wait for the checks before them, so a burst of
+right passwords all get in); the per-account limit only slows logins (a doubling wait, as
 Dovecot's auth penalty) and never refuses the owner's right password from an
 address that has not been failing; argon2id checks run in a bounded pool, so a
 burst waits its turn instead of multiplying memory. Other client addresses are
@@ -152,3 +153,18 @@ def test_a_burst_of_checks_queues_in_the_pool_and_memory_stays_bounded(start_ser
 ])
 def test_pool_size(configured, cores, available, expected):
     assert pool_size(configured, cores, available, ARGON2_MEMORY) == expected
+
+
+def test_a_burst_of_right_logins_from_one_address_all_get_in(start_server, wires):
+    """Twenty people behind one address, all logging in at once (failed_logins is 10):
+    the attempts beyond the limit wait for the checks before them, none is refused."""
+    private = start_server(extra_limits="auth_cache_ttl = 0")
+    users = [f"user{n}@example.test" for n in range(20)]
+    for user in users:
+        private.cli("user", "add", user, "--password-stdin", input=PASSWORD + "\n")
+    connections = [wires(private) for _ in users]
+    for n, (wire, user) in enumerate(zip(connections, users)):
+        wire.send(f"r{n} LOGIN {user} {quote(PASSWORD)}\r\n")
+    replies = [tagged_reply(wire, f"r{n}") for n, wire in enumerate(connections)]
+    assert all(reply.startswith(b"OK") for reply in replies), replies
+    assert "login refused" not in private.log()

@@ -1,7 +1,8 @@
 """One login attempt, the same for SMTP, IMAP and POP3.
 
 Counts the attempt as it starts (``throttle.LoginThrottle``): refused at once
-when its client address is over the limit; made to wait before the password
+when its client address is over the limit, made to wait while attempts still
+being checked from the address fill it; made to wait before the password
 check when its account has had too many failures (the right password still
 logs in, and a password verified a moment ago skips the wait with the check).
 Then the password or app password (``passwords.Authenticator``), a delay after
@@ -42,7 +43,7 @@ class LoginGate:
 
     async def login(self, ip: str, username: str, password: str, *, connection_id: str,
                     method: str) -> Account | Refusal:
-        attempt = self._throttle.begin(ip, username)
+        attempt = await self._throttle.begin(ip, username)
         if isinstance(attempt, str):
             log.warning("%s: login refused for %s, client=%s: %s", connection_id, username, ip, attempt)
             return Refusal.BLOCKED

@@ -8,7 +8,10 @@ knows one password must not get a free run at the others).
 
 Per client address (Postfix's anvil, Dovecot's auth penalty are per address
 too) the limit refuses: past it, logins from the address are refused without a
-check until old failures age out. IPv6 clients count per /48 network, as
+check until old failures age out. Attempts beyond the limit that arrive while
+others are still being checked wait for those to end rather than being refused:
+twenty colleagues behind one address logging in at once after a restart all get
+in, and a burst of guesses still gets no more checks than the limit. IPv6 clients count per /48 network, as
 Dovecot's PENALTY_IPV6_MASK_BITS: one site holds a whole prefix of addresses.
 
 Per account the limit only slows: anyone can send wrong passwords for anyone,
@@ -20,6 +23,7 @@ maximum (Dovecot's AUTH_PENALTY_INIT_SECS 2, doubling to AUTH_PENALTY_MAX_SECS
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from collections import deque
@@ -50,6 +54,10 @@ class AttemptCounter:
         while tally.failures and tally.failures[0] < horizon:
             tally.failures.popleft()
         return len(tally.failures) + tally.running
+
+    def failures(self, key: str) -> int:
+        tally = self._tallies.get(key)
+        return self.count(key) - tally.running if tally is not None else 0
 
     def start(self, key: str) -> None:
         self._sweep()
@@ -100,6 +108,7 @@ class Attempt:
             self.done = True
             self.throttle.by_ip.finish(self.source, failed)
             self.throttle.by_account.finish(self.account, failed)
+            self.throttle.settled(self.source)
 
 
 class LoginThrottle:
@@ -113,24 +122,36 @@ class LoginThrottle:
         self._per_account = per_account
         self._penalty = penalty
         self._max_penalty = max_penalty
+        self._waiting: dict[str, list[asyncio.Future]] = {}
 
     def refused(self, ip: str) -> str | None:
         """Why logins from ``ip`` are refused now, or None."""
         key = source(ip)
-        if self.by_ip.count(key) >= self._per_ip:
+        if self.by_ip.failures(key) >= self._per_ip:
             return f"too many failed logins from {key}"
         return None
 
-    def begin(self, ip: str, account: str) -> Attempt | str:
-        """Count an attempt from ``ip`` for ``account``; or why it is refused."""
-        reason = self.refused(ip)
-        if reason:
-            return reason
+    async def begin(self, ip: str, account: str) -> Attempt | str:
+        """Count an attempt from ``ip`` for ``account``, once the failures and the attempts
+        still running from ``ip`` leave room for it; or why it is refused."""
         key, name = source(ip), account.lower()
+        while self.by_ip.count(key) >= self._per_ip:
+            reason = self.refused(ip)
+            if reason:
+                return reason
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.setdefault(key, []).append(waiter)
+            await waiter
         failures = self.by_account.count(name)
         self.by_ip.start(key)
         self.by_account.start(name)
         return Attempt(self, key, name, self.account_delay(failures), failures)
+
+    def settled(self, key: str) -> None:
+        """An attempt from ``key`` has ended: the attempts waiting behind it look again."""
+        for waiter in self._waiting.pop(key, ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
     def account_delay(self, failures: int) -> float:
         """The wait before checking a login for an account with ``failures`` counted."""
