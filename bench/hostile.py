@@ -45,6 +45,7 @@ from benchnet import (
 from dovecot_instance import DovecotInstance
 from postar_instance import PostarInstance
 from postfix_instance import PostfixInstance
+from tests.hostile.clients import connect, read_line  # the tests' hostile clients (REPO is on sys.path)
 
 DOMAIN = "bench.test"
 USER = f"user@{DOMAIN}"
@@ -82,24 +83,6 @@ def tls_context() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def connect(port: int, source: str = ATTACKER, timeout: float = 30.0) -> socket.socket:
-    sock = socket.socket()
-    sock.settimeout(timeout)
-    sock.bind((source, 0))
-    sock.connect((LOOPBACK, port))
-    return sock
-
-
-def read_line(sock) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 class Victim(threading.Thread):

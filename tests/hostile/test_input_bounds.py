@@ -17,6 +17,16 @@ def imap_plain(server) -> socket.socket:
     return sock
 
 
+def mail_transaction(server) -> socket.socket:
+    """A connection to the MX port with MAIL and RCPT accepted."""
+    sock = connect(server.ports["smtp"])
+    assert read_line(sock).startswith(b"220 ")
+    sock.sendall(f"EHLO client.test\r\nMAIL FROM:<x@remote.test>\r\nRCPT TO:<{USERS[0]}>\r\n".encode())
+    while not read_line(sock).startswith(b"250 2.1.5"):
+        pass
+    return sock
+
+
 def test_a_huge_literal_before_login_is_refused_before_any_of_it_is_read(start_server):
     private = start_server()
     pid = private.process.pid
@@ -69,22 +79,14 @@ def test_the_literals_of_one_command_are_bounded_in_total_after_login(server):
 
 
 def test_a_bdat_chunk_over_size_is_refused_at_once_and_closed(server):
-    sock = connect(server.ports["smtp"])
-    assert read_line(sock).startswith(b"220 ")
-    sock.sendall(f"EHLO client.test\r\nMAIL FROM:<x@remote.test>\r\nRCPT TO:<{USERS[0]}>\r\n".encode())
-    while not read_line(sock).startswith(b"250 2.1.5"):
-        pass
+    sock = mail_transaction(server)
     sock.sendall(b"BDAT 999999999999999 LAST\r\n")  # none of it follows
     assert read_line(sock) == b"552 5.3.4 Error: message size exceeds fixed limit, closing connection\r\n"
     assert read_line(sock) == b""
 
 
 def test_chunks_adding_up_to_over_size_are_refused(server):
-    sock = connect(server.ports["smtp"])
-    assert read_line(sock).startswith(b"220 ")
-    sock.sendall(f"EHLO client.test\r\nMAIL FROM:<x@remote.test>\r\nRCPT TO:<{USERS[0]}>\r\n".encode())
-    while not read_line(sock).startswith(b"250 2.1.5"):
-        pass
+    sock = mail_transaction(server)
     chunk = b"x" * 700_000
     sock.sendall(b"BDAT %d\r\n" % len(chunk) + chunk)
     assert read_line(sock).startswith(b"250 ")
