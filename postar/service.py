@@ -25,7 +25,8 @@ from postar.delivery.routing import Router
 from postar.context import Context
 from postar.imap.server import IMAPListener
 from postar.imap.views import MailboxViews
-from postar.listener import ConnectionCounter, Listener
+from postar.listener import Listener
+from postar.session_limits import ConnectionCounter
 from postar.pop3.maildrop import MaildropLocks
 from postar.pop3.server import POP3Listener
 from postar.smtp.server import SMTPListener

@@ -19,7 +19,8 @@ from postar.imap.grammar import literal_announced
 from postar.imap.parser import parse_command, starts_a_command
 from postar.imap.session import Action, Result, Session, State
 from postar.imap.views import MailboxViews
-from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Deadlines, Listener, ShuttingDown
+from postar.listener import TOO_LONG, Closed, Connection, Listener, ShuttingDown
+from postar.session_limits import ConnectionCounter, Deadlines
 
 log = logging.getLogger("postar.imap")
 

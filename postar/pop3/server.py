@@ -13,7 +13,8 @@ import logging
 import ssl
 
 from postar.context import Context
-from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Deadlines, Listener, ShuttingDown
+from postar.listener import TOO_LONG, Closed, Connection, Listener, ShuttingDown
+from postar.session_limits import ConnectionCounter, Deadlines
 from postar.pop3 import responses
 from postar.pop3.maildrop import MaildropLocks
 from postar.pop3.session import Next, Session, State, Step

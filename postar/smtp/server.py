@@ -13,7 +13,8 @@ import asyncio
 import logging
 import ssl
 
-from postar.listener import TOO_LONG, Closed, Connection, ConnectionCounter, Deadlines, Expired, Listener, ShuttingDown
+from postar.listener import TOO_LONG, Closed, Connection, Listener, ShuttingDown
+from postar.session_limits import ConnectionCounter, Deadlines, Expired
 from postar.smtp import replies
 from postar.context import Context
 from postar.smtp.parser import unstuff
