@@ -326,10 +326,10 @@ def main() -> None:
             dovecot = stack.enter_context(DovecotInstance(
                 workdir / "dovecot", dovecot_ports["imaps"], [USER], PASSWORD, cert, key, 1000,
                 pop3s_port=dovecot_ports["pop3s"]))
-            dovecot_target = Target("dovecot", lambda: dovecot.pid(), dovecot_ports, tree=True)
+            dovecot_target = Target("dovecot", lambda: dovecot.pid, dovecot_ports, tree=True)
             postfix_port = free_port()
             postfix = stack.enter_context(PostfixInstance(workdir / "postfix", postfix_port, DOMAIN, 20))
-            postfix_target = Target("postfix", lambda: postfix.pid(), {"smtp": postfix_port}, tree=True)
+            postfix_target = Target("postfix", lambda: postfix.process.pid, {"smtp": postfix_port}, tree=True)
             peers = {"imaps": dovecot_target, "pop3s": dovecot_target, "smtp": postfix_target}
         rows = []
         for name in args.attacks or ATTACKS:
