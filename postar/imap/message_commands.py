@@ -253,9 +253,13 @@ async def do_store(session: Session, command: Command) -> Result:
         if state is not None and silent and unchanged_since is None:
             continue
         if state is None:
-            if silent:
+            # With CONDSTORE, a UID the store had neither changed nor listed is gone: another
+            # session expunged it after this view was refreshed (its EXPUNGE waits, §7.5.1). It has
+            # no mod-sequence to show (RFC 7162 §3.1.1: at least 1), so it is not told; Dovecot is
+            # silent about it too.
+            if silent or session.condstore:
                 continue
-            state = MessageState(uid, selected.flags.get(uid, ()), 0)
+            state = MessageState(uid, selected.flags.get(uid, ()), 0)  # its modseq is not shown
         session.send(selected.fetch_flags_line(state, uid=command.uid or session.condstore,
                                                modseq=session.condstore))
     if refused:

@@ -117,3 +117,27 @@ def test_uid_fetch_vanished(box):
     untagged = wire.expect("OK", f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {mark} VANISHED)")
     assert untagged == [b"* VANISHED (EARLIER) 2"]
     wire.expect("BAD", f"FETCH 1:* (FLAGS) (CHANGEDSINCE {mark} VANISHED)")  # only with UID FETCH
+
+
+def test_store_on_a_message_another_session_expunged_gives_no_modseq_zero(server, box):
+    # Issue 10: "* 2 FETCH (FLAGS () UID 2 MODSEQ (0))". The message is still in this session's
+    # view (its EXPUNGE waits for a command that allows it, RFC 9051 §7.5.1) but no longer in the
+    # store, and a mod-sequence is at least 1 (RFC 7162 §3.1.1). Dovecot 2.3.19, same exchanges:
+    #   a STORE 2 +FLAGS (\Seen)     * 2 FETCH (MODSEQ (10) FLAGS (\Flagged \Deleted \Seen \Recent $Label1))
+    #   a STORE 2 +FLAGS (\Flagged)  (nothing: the flag was there already)
+    #   a NOOP                       * 2 EXPUNGE
+    # It shows a change to a message it no longer has, at a modseq of its own; postar says nothing
+    # of a message that is gone, whether the STORE would have changed it or not.
+    wire, name, _ = box
+    wire.expect("OK", "ENABLE CONDSTORE")
+    wire.expect("OK", f"SELECT {name}")
+    other = Wire.login(server)
+    other.expect("OK", f"SELECT {name}")
+    other.expect("OK", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+    other.expect("OK", "EXPUNGE")
+    assert wire.expect("OK", "STORE 2 +FLAGS (\\Seen)") == []
+    stored = wire.expect("OK", "STORE 1:3 +FLAGS (\\Seen)")
+    assert [line.split(b" FETCH ")[0] for line in stored] == [b"* 1", b"* 3"], stored
+    assert all(modseq_of(line) >= 1 for line in stored), stored
+    assert wire.expect("OK", "NOOP") == [b"* 2 EXPUNGE"]
+    other.close()
