@@ -103,6 +103,9 @@ async def do_fetch(session: Session, command: Command) -> Result:
     infos = await _infos(session, selected, uids, attrs)
     marks_seen = not selected.readonly and any(
         a.section is not None and not a.peek and a.name != "BINARY.SIZE" for a in attrs)
+    if marks_seen or any(a.name == "FLAGS" for a in attrs):  # the store's flags may be newer than the view's
+        for line in selected.announce({info.flags for info in infos}):
+            session.send(line)
     failed = ""
     for info in infos:
         if changed_since is not None and info.modseq <= changed_since:
@@ -133,6 +136,9 @@ def _fetch_from_view(session: Session, selected: SelectedMailbox, uids: list[int
     flags = selected.flags
     # Most messages share a few flag sets: render each once, as the line's tail.
     tails = {flag_set: f"FLAGS ({' '.join(flag_set)}))\r\n" for flag_set in set(flags[uid] for uid in uids)}
+    if "FLAGS" in names:
+        for line in selected.announce(tails):  # told already when they reached the view; cheap to make sure
+            session.send(line)
     numbers = range(1, len(uids) + 1) if len(uids) == selected.exists else [selected.msn(u) for u in uids]
     if "FLAGS" not in names:
         lines = [f"* {n} FETCH (UID {uid})\r\n" for n, uid in zip(numbers, uids)]
@@ -246,6 +252,8 @@ async def do_store(session: Session, command: Command) -> Result:
     if session.condstore and not silent:  # the unchanged ones are told with their modseq too
         wanted = set(uids) - set(changed) - set(refused)
         changed.update({s.uid: s for s in await session.store.message_states(selected.mailbox.id) if s.uid in wanted})
+    for line in selected.announce(s.flags for s in changed.values()):  # even when .SILENT: the view has them
+        session.send(line)
     for uid in uids:
         if uid in refused or selected.msn(uid) is None:
             continue
