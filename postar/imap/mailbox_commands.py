@@ -243,7 +243,10 @@ async def do_status(session: Session, command: Command) -> Result:
     """STATUS (§6.3.11), with SIZE (RFC 8438), DELETED and HIGHESTMODSEQ."""
     count(command.args, 2)
     box = await find(session, mailbox_name(command.args[0], session.utf8))
-    session.send(await _status_line(session, box, command.args[1]))
+    line = await _status_line(session, box, command.args[1])
+    if any(atom(t).upper() == "HIGHESTMODSEQ" for t in parenthesized(command.args[1])):
+        session.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE enabling command
+    session.send(line)
     return Result(text="STATUS completed")
 
 

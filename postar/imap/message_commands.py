@@ -89,7 +89,7 @@ async def do_fetch(session: Session, command: Command) -> Result:
     attrs = _fetch_attributes(command.args[1])
     changed_since, vanished = _fetch_modifiers(command.args[2:], command.uid, session.qresync)
     if changed_since is not None or any(a.name == "MODSEQ" for a in attrs):
-        session.enabled.add("CONDSTORE")
+        session.enable_condstore()
     # RFC 7162 §3.1.4, §3.2.4: with CONDSTORE on, every FETCH carries MODSEQ (and UID, as Dovecot)
     if (command.uid or session.condstore) and not any(a.name == "UID" for a in attrs):
         attrs.insert(0, fetch.FetchAttribute("UID"))
@@ -238,7 +238,7 @@ async def do_store(session: Session, command: Command) -> Result:
     unchanged_since = _modifier(args[:1], "UNCHANGEDSINCE") if len(args) == 3 else None
     if unchanged_since is not None:
         args.pop(0)
-        session.enabled.add("CONDSTORE")
+        session.enable_condstore()
     item = atom(args[0]).upper()
     silent = item.endswith(".SILENT")
     mode = _FLAG_MODES.get(item.removesuffix(".SILENT"))
