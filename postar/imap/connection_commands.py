@@ -116,10 +116,13 @@ async def do_enable(session: Session, command: Command) -> Result:
     for token in command.args:
         name = atom(token).upper()
         if name in ENABLEABLE and name not in session.enabled:
-            session.enabled.add(name)
+            if name == "CONDSTORE":
+                session.enable_condstore()  # with a mailbox selected, its HIGHESTMODSEQ first
+            else:
+                session.enabled.add(name)
             newly.append(name)
-    if "QRESYNC" in newly and "CONDSTORE" not in session.enabled:
-        session.enabled.add("CONDSTORE")
+    if "QRESYNC" in newly:  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
+        session.enable_condstore()
     session.send(("* ENABLED " + " ".join(newly)).rstrip() + "\r\n")
     return Result(text="ENABLE completed")
 

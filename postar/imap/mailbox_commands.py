@@ -11,8 +11,8 @@ from postar.imap.grammar import format_sequence
 from postar.imap.parser import (
     BadArguments, Command, astring, atom, count, mailbox_name, number, parenthesized, sequence_set,
 )
-from postar.imap.selected import SelectedMailbox, flag_list
-from postar.imap.flags import SYSTEM_FLAGS, normalize_flags
+from postar.imap.selected import SelectedMailbox
+from postar.imap.flags import normalize_flags
 from postar.imap.mailbox_names import DELIMITER, encode_name, find
 from postar.imap.quota_commands import check_room
 from postar.imap.session import No, Result, Session
@@ -42,16 +42,14 @@ async def do_select(session: Session, command: Command) -> Result:
     mailbox = await find(session, name)
     readonly = command.name == "EXAMINE"
     selected = SelectedMailbox(mailbox, *await session.views.load(session.store, mailbox), readonly=readonly)
-    flags = flag_list(SYSTEM_FLAGS + tuple(selected.keywords))
     session.send(f"* {selected.exists} EXISTS\r\n")
     if "IMAP4REV2" not in session.enabled:
         session.send("* 0 RECENT\r\n")
         unseen = next((i + 1 for i, uid in enumerate(selected.uids) if "\\Seen" not in selected.flags[uid]), None)
         if unseen:
             session.send(f"* OK [UNSEEN {unseen}] First unseen\r\n")
-    session.send(f"* FLAGS {flags}\r\n")
-    permanent = "()" if readonly else flag_list(SYSTEM_FLAGS + ("\\*",))
-    session.send(f"* OK [PERMANENTFLAGS {permanent}] Flags permitted\r\n")
+    for line in selected.flags_responses():
+        session.send(line)
     session.send(f"* OK [UIDVALIDITY {mailbox.uidvalidity}] UIDs valid\r\n")
     session.send(f"* OK [UIDNEXT {mailbox.uidnext}] Predicted next UID\r\n")
     session.send(f"* OK [HIGHESTMODSEQ {mailbox.highestmodseq}] Highest\r\n")
@@ -79,9 +77,11 @@ async def _resynchronize(session: Session, selected: SelectedMailbox, modseq: in
     vanished = [u for u in changes.vanished if known is None or u in known]
     if vanished:
         session.send(f"* VANISHED (EARLIER) {format_sequence(vanished)}\r\n")
-    for state in changes.changed:
-        if selected.msn(state.uid) is not None:
-            session.send(selected.fetch_flags_line(state, uid=True, modseq=True))
+    told = [state for state in changes.changed if selected.msn(state.uid) is not None]
+    for line in selected.announce(state.flags for state in told):  # newer than the view's FLAGS
+        session.send(line)
+    for state in told:
+        session.send(selected.fetch_flags_line(state, uid=True, modseq=True))
 
 
 async def _create_parents(session: Session, name: str) -> None:
@@ -243,7 +243,10 @@ async def do_status(session: Session, command: Command) -> Result:
     """STATUS (§6.3.11), with SIZE (RFC 8438), DELETED and HIGHESTMODSEQ."""
     count(command.args, 2)
     box = await find(session, mailbox_name(command.args[0], session.utf8))
-    session.send(await _status_line(session, box, command.args[1]))
+    line = await _status_line(session, box, command.args[1])
+    if any(atom(t).upper() == "HIGHESTMODSEQ" for t in parenthesized(command.args[1])):
+        session.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE enabling command
+    session.send(line)
     return Result(text="STATUS completed")
 
 

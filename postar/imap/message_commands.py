@@ -89,7 +89,7 @@ async def do_fetch(session: Session, command: Command) -> Result:
     attrs = _fetch_attributes(command.args[1])
     changed_since, vanished = _fetch_modifiers(command.args[2:], command.uid, session.qresync)
     if changed_since is not None or any(a.name == "MODSEQ" for a in attrs):
-        session.enabled.add("CONDSTORE")
+        session.enable_condstore()
     # RFC 7162 §3.1.4, §3.2.4: with CONDSTORE on, every FETCH carries MODSEQ (and UID, as Dovecot)
     if (command.uid or session.condstore) and not any(a.name == "UID" for a in attrs):
         attrs.insert(0, fetch.FetchAttribute("UID"))
@@ -103,6 +103,9 @@ async def do_fetch(session: Session, command: Command) -> Result:
     infos = await _infos(session, selected, uids, attrs)
     marks_seen = not selected.readonly and any(
         a.section is not None and not a.peek and a.name != "BINARY.SIZE" for a in attrs)
+    if marks_seen or any(a.name == "FLAGS" for a in attrs):  # the store's flags may be newer than the view's
+        for line in selected.announce({info.flags for info in infos}):
+            session.send(line)
     failed = ""
     for info in infos:
         if changed_since is not None and info.modseq <= changed_since:
@@ -133,6 +136,9 @@ def _fetch_from_view(session: Session, selected: SelectedMailbox, uids: list[int
     flags = selected.flags
     # Most messages share a few flag sets: render each once, as the line's tail.
     tails = {flag_set: f"FLAGS ({' '.join(flag_set)}))\r\n" for flag_set in set(flags[uid] for uid in uids)}
+    if "FLAGS" in names:
+        for line in selected.announce(tails):  # told already when they reached the view; cheap to make sure
+            session.send(line)
     numbers = range(1, len(uids) + 1) if len(uids) == selected.exists else [selected.msn(u) for u in uids]
     if "FLAGS" not in names:
         lines = [f"* {n} FETCH (UID {uid})\r\n" for n, uid in zip(numbers, uids)]
@@ -232,7 +238,7 @@ async def do_store(session: Session, command: Command) -> Result:
     unchanged_since = _modifier(args[:1], "UNCHANGEDSINCE") if len(args) == 3 else None
     if unchanged_since is not None:
         args.pop(0)
-        session.enabled.add("CONDSTORE")
+        session.enable_condstore()
     item = atom(args[0]).upper()
     silent = item.endswith(".SILENT")
     mode = _FLAG_MODES.get(item.removesuffix(".SILENT"))
@@ -246,6 +252,8 @@ async def do_store(session: Session, command: Command) -> Result:
     if session.condstore and not silent:  # the unchanged ones are told with their modseq too
         wanted = set(uids) - set(changed) - set(refused)
         changed.update({s.uid: s for s in await session.store.message_states(selected.mailbox.id) if s.uid in wanted})
+    for line in selected.announce(s.flags for s in changed.values()):  # even when .SILENT: the view has them
+        session.send(line)
     for uid in uids:
         if uid in refused or selected.msn(uid) is None:
             continue
@@ -253,9 +261,13 @@ async def do_store(session: Session, command: Command) -> Result:
         if state is not None and silent and unchanged_since is None:
             continue
         if state is None:
-            if silent:
+            # With CONDSTORE, a UID the store had neither changed nor listed is gone: another
+            # session expunged it after this view was refreshed (its EXPUNGE waits, §7.5.1). It has
+            # no mod-sequence to show (RFC 7162 §3.1.1: at least 1), so it is not told; Dovecot is
+            # silent about it too.
+            if silent or session.condstore:
                 continue
-            state = MessageState(uid, selected.flags.get(uid, ()), 0)
+            state = MessageState(uid, selected.flags.get(uid, ()), 0)  # its modseq is not shown
         session.send(selected.fetch_flags_line(state, uid=command.uid or session.condstore,
                                                modseq=session.condstore))
     if refused:

@@ -27,7 +27,7 @@ async def do_search(session: Session, command: Command) -> Result:
         raise BadArguments(request)
     selected = selected_of(session)
     if request.uses_modseq:
-        session.enabled.add("CONDSTORE")
+        session.enable_condstore()
     if request.needs_details:
         infos = await session.store.message_infos(selected.mailbox.id, list(selected.uids))
     else:  # flags and numbers only: one cheap scan, no summaries

@@ -6,12 +6,18 @@ store what changed since the modseq the view knows and turns it into untagged
 EXISTS, EXPUNGE (or VANISHED with QRESYNC) and FETCH FLAGS responses. Expunges
 are held back while the current command forbids them (§7.5.1: not during
 FETCH, STORE, SEARCH) and reported at the next command that allows them.
+
+The view also knows which keywords the client was told of in FLAGS: those in
+use at SELECT, then each new one, announced by ``announce`` before the first
+FETCH that shows it (§7.3.5), whoever stored it.
 """
 
 from __future__ import annotations
 
 import bisect
+from typing import Iterable
 
+from postar.imap.flags import SYSTEM_FLAGS
 from postar.imap.grammar import format_sequence
 from postar.store import Mailbox, MessageState, Store
 
@@ -32,7 +38,8 @@ class SelectedMailbox:
         self.uids = uids    # shared with other sessions until ``own`` copies them
         self.flags = flags
         self._owned = False
-        self.keywords = keywords  # in use when selected, for the FLAGS response
+        self.keywords = list(keywords)  # told in FLAGS: in use when selected, then each new one
+        self._told = set(keywords)
         self.modseq = modseq
         self.uidnext = mailbox.uidnext
         self._vanished: set[int] = set()  # expunged elsewhere, not yet told
@@ -45,6 +52,27 @@ class SelectedMailbox:
     def set_flags(self, uid: int, flags: tuple[str, ...]) -> None:
         self.own()
         self.flags[uid] = flags
+
+    def flags_responses(self) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS with the keywords told so far (RFC 9051 §7.3.5, §7.1). A
+        read-write mailbox takes any new keyword (``\\*``); it lists the known ones too, as Dovecot."""
+        flags = SYSTEM_FLAGS + tuple(self.keywords)
+        permanent = "()" if self.readonly else flag_list(flags + ("\\*",))
+        return [f"* FLAGS {flag_list(flags)}\r\n".encode(),
+                f"* OK [PERMANENTFLAGS {permanent}] Flags permitted\r\n".encode()]
+
+    def announce(self, flag_sets: Iterable[tuple[str, ...]]) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS again when ``flag_sets`` use a keyword the client was not told
+        of, to be sent before the FETCH that shows it. RFC 9051 §7.3.5 (RFC 3501 §7.2.6): the
+        client records the FLAGS response, and may drop or refuse a keyword none listed. The
+        list only grows within a session, as Dovecot's: a keyword no message has any more may
+        still be in the client's cache."""
+        new = {flag for flags in flag_sets for flag in flags if flag not in self._told and flag[:1] != "\\"}
+        if not new:
+            return []
+        self.keywords += sorted(new)
+        self._told |= new
+        return self.flags_responses()
 
     @property
     def exists(self) -> int:
@@ -85,6 +113,7 @@ class SelectedMailbox:
         self._vanished.update(changes.vanished)
         if allow_expunge and self._vanished:
             lines += self.forget(sorted(self._vanished), qresync)
+        lines += self.announce(s.flags for s in changes.changed if s.uid not in self._vanished)
         added = False
         for state in changes.changed:
             if state.uid in self._vanished:

@@ -99,6 +99,18 @@ class Session:
     def qresync(self) -> bool:
         return "QRESYNC" in self.enabled
 
+    def enable_condstore(self) -> None:
+        """After a CONDSTORE enabling command (RFC 7162 §3.1: FETCH or SEARCH of MODSEQ, CHANGEDSINCE,
+        UNCHANGEDSINCE, STATUS HIGHESTMODSEQ, ENABLE). The first one while a mailbox is selected
+        is followed by the mailbox's HIGHESTMODSEQ, sent as Dovecot does: an untagged OK before
+        the command's own responses. It is the view's modseq: every change up to it has been told
+        (expunges held back by §7.5.1 aside), where the store's may be ahead of the client."""
+        if "CONDSTORE" in self.enabled:
+            return
+        self.enabled.add("CONDSTORE")
+        if self.selected is not None:
+            self.send(f"* OK [HIGHESTMODSEQ {self.selected.modseq}] Highest\r\n")
+
     def capabilities(self) -> str:
         words = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "MULTIAPPEND", "ENABLE", "ID", "IDLE", "NAMESPACE",
                  "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",

@@ -61,7 +61,7 @@ async def _search(session: Session, command: Command,
     request = _request(command)
     selected = selected_of(session)
     if request.uses_modseq:
-        session.enabled.add("CONDSTORE")
+        session.enable_condstore()
     infos = await session.store.message_infos(selected.mailbox.id, list(selected.uids))
     scope = Scope(selected.exists, selected.uids[-1] if selected.uids else 0, session.saved_search)
     found: list[Sortable] = []

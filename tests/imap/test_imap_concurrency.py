@@ -50,7 +50,11 @@ def test_flag_change_reaches_the_other_session_at_noop(pair):
     assert second.expect("OK", "NOOP") == []  # told once
     first.expect("OK", "STORE 2 -FLAGS (\\Flagged)")
     first.expect("OK", "STORE 3 +FLAGS ($Important)")
-    assert sorted(second.expect("OK", "CHECK")) == [b"* 2 FETCH (FLAGS ())", b"* 3 FETCH (FLAGS ($Important))"]
+    untagged = second.expect("OK", "CHECK")
+    assert untagged[:2] == [  # the new keyword before the FETCH that shows it (RFC 9051 §7.3.5)
+        b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)",
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important \\*)] Flags permitted"]
+    assert sorted(untagged[2:]) == [b"* 2 FETCH (FLAGS ())", b"* 3 FETCH (FLAGS ($Important))"]
 
 
 def test_expunge_reaches_the_other_session_but_not_during_fetch(pair):

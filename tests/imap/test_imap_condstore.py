@@ -117,3 +117,63 @@ def test_uid_fetch_vanished(box):
     untagged = wire.expect("OK", f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {mark} VANISHED)")
     assert untagged == [b"* VANISHED (EARLIER) 2"]
     wire.expect("BAD", f"FETCH 1:* (FLAGS) (CHANGEDSINCE {mark} VANISHED)")  # only with UID FETCH
+
+
+def test_store_on_a_message_another_session_expunged_gives_no_modseq_zero(server, box):
+    # Issue 10: "* 2 FETCH (FLAGS () UID 2 MODSEQ (0))". The message is still in this session's
+    # view (its EXPUNGE waits for a command that allows it, RFC 9051 §7.5.1) but no longer in the
+    # store, and a mod-sequence is at least 1 (RFC 7162 §3.1.1). Dovecot 2.3.19, same exchanges:
+    #   a STORE 2 +FLAGS (\Seen)     * 2 FETCH (MODSEQ (10) FLAGS (\Flagged \Deleted \Seen \Recent $Label1))
+    #   a STORE 2 +FLAGS (\Flagged)  (nothing: the flag was there already)
+    #   a NOOP                       * 2 EXPUNGE
+    # It shows a change to a message it no longer has, at a modseq of its own; postar says nothing
+    # of a message that is gone, whether the STORE would have changed it or not.
+    wire, name, _ = box
+    wire.expect("OK", "ENABLE CONDSTORE")
+    wire.expect("OK", f"SELECT {name}")
+    other = Wire.login(server)
+    other.expect("OK", f"SELECT {name}")
+    other.expect("OK", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+    other.expect("OK", "EXPUNGE")
+    assert wire.expect("OK", "STORE 2 +FLAGS (\\Seen)") == []
+    stored = wire.expect("OK", "STORE 1:3 +FLAGS (\\Seen)")
+    assert [line.split(b" FETCH ")[0] for line in stored] == [b"* 1", b"* 3"], stored
+    assert all(modseq_of(line) >= 1 for line in stored), stored
+    assert wire.expect("OK", "NOOP") == [b"* 2 EXPUNGE"]
+    other.close()
+
+
+@pytest.mark.parametrize("first", [
+    "FETCH 1 MODSEQ", "UID FETCH 1 (FLAGS MODSEQ)", "FETCH 1:2 (FLAGS) (CHANGEDSINCE 1)",
+    "STORE 1 (UNCHANGEDSINCE 100) +FLAGS (\\Seen)", "SEARCH MODSEQ 1", "STATUS {name} (HIGHESTMODSEQ)",
+    "ENABLE CONDSTORE",
+])
+def test_the_first_condstore_enabling_command_tells_highestmodseq(box, first):
+    # RFC 7162 §3.1: the first CONDSTORE enabling command issued while a mailbox is selected gets
+    # the mailbox's HIGHESTMODSEQ. Dovecot 2.3.19, each first command in a fresh session after a
+    # plain SELECT, sends it as an untagged OK ahead of the command's own responses, and only once:
+    #   x FETCH 1 MODSEQ                               * OK [HIGHESTMODSEQ 4] Highest
+    #                                                  * 1 FETCH (MODSEQ (4))
+    #   x FETCH 1 MODSEQ                               * 1 FETCH (MODSEQ (4))
+    #   x STORE 1 (UNCHANGEDSINCE 100) +FLAGS (\Seen)  * OK [HIGHESTMODSEQ 4] Highest
+    #                                                  * 1 FETCH (MODSEQ (5) FLAGS (\Seen))
+    #   x STATUS c5 (HIGHESTMODSEQ)                    * OK [HIGHESTMODSEQ 5] Highest
+    #                                                  * STATUS c5 (HIGHESTMODSEQ 5)
+    #   x ENABLE CONDSTORE                             * OK [HIGHESTMODSEQ 5] Highest
+    #                                                  * ENABLED CONDSTORE
+    # and the same for UID FETCH ... MODSEQ, CHANGEDSINCE and SEARCH MODSEQ. (RFC 5161 asks clients
+    # not to ENABLE once they have selected; Dovecot and postar take it all the same.)
+    wire, name, _ = box
+    mark = highest(wire.expect("OK", f"SELECT {name}"))
+    untagged = wire.expect("OK", first.format(name=name))
+    assert untagged[0] == b"* OK [HIGHESTMODSEQ %d] Highest" % mark, untagged
+    assert not any(b"HIGHESTMODSEQ" in line for line in untagged[1:] if line.startswith(b"* OK")), untagged
+    again = wire.expect("OK", "FETCH 1 MODSEQ") + wire.expect("OK", f"SEARCH MODSEQ {mark}")
+    assert not any(line.startswith(b"* OK [HIGHESTMODSEQ") for line in again), again
+
+
+def test_condstore_enabled_before_select_needs_no_highestmodseq_after_it(box):
+    wire, name, _ = box
+    assert wire.expect("OK", "ENABLE CONDSTORE") == [b"* ENABLED CONDSTORE"]
+    assert b"HIGHESTMODSEQ" in b"".join(wire.expect("OK", f"SELECT {name}"))
+    assert not any(line.startswith(b"* OK") for line in wire.expect("OK", "FETCH 1 MODSEQ"))

@@ -1,10 +1,10 @@
 """STORE, keywords, CONDSTORE, EXPUNGE, CLOSE, UNSELECT and EXAMINE over real sockets (RFC 9051 §6.4; RFC 7162).
 
 Each test works in a fresh mailbox of the shared account alice, filled by
-APPEND. Compared with Dovecot 2.3.19: same flags in every FETCH; Dovecot
-also sends an updated FLAGS/PERMANENTFLAGS when a new keyword appears (not
-required), refuses \\Recent in STORE with BAD where postar ignores it, and
-reports EXPUNGEs in ascending order where postar goes from the top (both
+APPEND. Compared with Dovecot 2.3.19: same flags in every FETCH, and the
+same updated FLAGS and PERMANENTFLAGS before the first FETCH that shows a new
+keyword; Dovecot refuses \\Recent in STORE with BAD where postar ignores it,
+and reports EXPUNGEs in ascending order where postar goes from the top (both
 valid: each number is valid when it is sent).
 """
 
@@ -70,9 +70,19 @@ def test_store_flags_add_remove_and_silent(box):
     assert wire.expect("OK", "FETCH 2 FLAGS") == [b"* 2 FETCH (FLAGS (\\Deleted \\Seen))"]
 
 
+SYSTEM = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+
+
+def announced(*keywords: bytes, readonly: bool = False) -> list[bytes]:
+    """The FLAGS and PERMANENTFLAGS responses that tell of ``keywords`` (in the order they came)."""
+    flags = b" ".join((SYSTEM,) + keywords)
+    permanent = b"()" if readonly else b"(" + flags + b" \\*)"
+    return [b"* FLAGS (" + flags + b")", b"* OK [PERMANENTFLAGS " + permanent + b"] Flags permitted"]
+
+
 def test_keywords(box):
     wire, name = box
-    assert wire.expect("OK", "STORE 1 +FLAGS ($Forwarded Project_x)") == [
+    assert wire.expect("OK", "STORE 1 +FLAGS ($Forwarded Project_x)") == announced(b"$Forwarded", b"Project_x") + [
         b"* 1 FETCH (FLAGS ($Forwarded Project_x))"]
     assert wire.expect("OK", "STORE 1 +FLAGS (project_X)") == [b"* 1 FETCH (FLAGS ($Forwarded Project_x))"]
     untagged = wire.expect("OK", f"SELECT {name}")
@@ -81,6 +91,63 @@ def test_keywords(box):
     assert wire.expect("OK", "SEARCH KEYWORD Project_x") == [b"* SEARCH 1"]
     assert wire.expect("OK", "SEARCH UNKEYWORD $Forwarded") == [b"* SEARCH 2 3"]
     assert wire.expect("OK", "STORE 1 -FLAGS ($Forwarded)") == [b"* 1 FETCH (FLAGS (Project_x))"]
+
+
+def test_a_new_keyword_is_announced_before_the_first_fetch_that_shows_it(server, box):
+    """RFC 9051 §7.3.5 (RFC 3501 §7.2.6): the client records FLAGS; issue 10 saw FETCH FLAGS with
+    keywords no FLAGS had listed, in the session that stored them and in the others. Dovecot 2.3.19,
+    the same exchanges (a: this session, b: another, c: one with it EXAMINEd; a's FETCH add \\Recent):
+
+        a STORE 1 +FLAGS ($Label1)
+        * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)
+        * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 \\*)] Flags permitted.
+        * 1 FETCH (FLAGS (\\Recent $Label1))
+        a STORE 2 +FLAGS ($Label1)
+        * 2 FETCH (FLAGS (\\Recent $Label1))
+        a STORE 2 +FLAGS.SILENT ($hello)
+        * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 $hello)
+        * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 $hello \\*)] Flags permitted.
+        b NOOP
+        * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 $hello)
+        * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 $hello \\*)] Flags permitted.
+        * 1 FETCH (FLAGS ($Label1))
+        * 2 FETCH (FLAGS ($Label1 $hello))
+        c NOOP
+        * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 $hello)
+        * OK [PERMANENTFLAGS ()] Read-only mailbox.
+        * 1 FETCH (FLAGS ($Label1))
+        * 2 FETCH (FLAGS ($Label1 $hello))
+        a APPEND ... ($Fresh) {21+}
+        * FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 $hello $Fresh)
+        * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 $hello $Fresh \\*)] Flags permitted.
+        * 4 EXISTS
+        a STORE 1:4 -FLAGS ($Label1 $hello $Fresh)
+        * 1 FETCH (FLAGS (\\Recent)) ...           (no FLAGS: the list never shrinks)
+
+    postar words PERMANENTFLAGS () "Flags permitted" as before; its SELECT lists the keywords in
+    use, Dovecot's every keyword the mailbox ever had."""
+    wire, name = box
+    other = Wire.login(server)
+    other.expect("OK", f"SELECT {name}")
+    reader = Wire.login(server)
+    reader.expect("OK", f"EXAMINE {name}")
+    assert wire.expect("OK", "STORE 1 +FLAGS ($Label1)") == announced(b"$Label1") + [
+        b"* 1 FETCH (FLAGS ($Label1))"]
+    assert wire.expect("OK", "STORE 2 +FLAGS ($Label1)") == [b"* 2 FETCH (FLAGS ($Label1))"]
+    assert wire.expect("OK", "STORE 2 +FLAGS.SILENT ($hello)") == announced(b"$Label1", b"$hello")
+    assert wire.expect("OK", "FETCH 2 FLAGS") == [b"* 2 FETCH (FLAGS ($Label1 $hello))"]
+    told = [b"* 1 FETCH (FLAGS ($Label1))", b"* 2 FETCH (FLAGS ($Label1 $hello))"]
+    assert other.expect("OK", "NOOP") == announced(b"$Label1", b"$hello") + told
+    assert reader.expect("OK", "NOOP") == announced(b"$Label1", b"$hello", readonly=True) + told
+    data = b"From: a@remote.test\r\nSubject: fresh\r\n\r\nbody\r\n"
+    appended = wire.expect("OK", f"APPEND {name} ($Fresh) {{{len(data)}+}}\r\n".encode() + data)
+    assert appended == announced(b"$Label1", b"$hello", b"$Fresh") + [b"* 4 EXISTS"]
+    assert other.expect("OK", "NOOP") == announced(b"$Label1", b"$hello", b"$Fresh") + [b"* 4 EXISTS"]
+    assert other.expect("OK", "FETCH 4 FLAGS") == [b"* 4 FETCH (FLAGS ($Fresh))"]
+    stored = wire.expect("OK", "STORE 1:4 -FLAGS ($Label1 $hello $Fresh)")
+    assert not any(line.startswith(b"* FLAGS") for line in stored), stored
+    other.close()
+    reader.close()
 
 
 def test_store_bad_arguments(box):
