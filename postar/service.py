@@ -31,6 +31,7 @@ from postar.pop3.maildrop import MaildropLocks
 from postar.pop3.server import POP3Listener
 from postar.smtp.server import SMTPListener
 from postar.smtp.session import Port
+from postar.store import control
 from postar.store.sqlite import SQLiteStore
 
 log = logging.getLogger("postar")
@@ -89,6 +90,7 @@ async def run(config: Config, config_path: str | None) -> None:
                 listening.append(f"{name} on {bound[0]}:{bound[1]}")
         runner = make_runner(config, store)
         context.wake_delivery = runner.wake
+        stack.enter_context(control.wake_requests(config.data_path, runner.wake))  # `postar queue retry`
         delivering = loop.create_task(runner.run())
         stack.push_async_callback(_stop_task, delivering)  # before the store closes, after the listeners
         print("postar listening: " + ", ".join(listening), flush=True)

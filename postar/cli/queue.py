@@ -2,8 +2,8 @@
 
     postar queue list | show ID | retry [ID|--all] | delete ID | hold ID|--all | release ID|--all
 
-A running server looks at the queue at least every five seconds, so a retry
-or release made here is acted on within seconds.
+A retry or release made here is committed to the store, then the running server
+is told through its control FIFO (``store/control.py``) and looks at once.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from datetime import datetime
 
 import click
 
-from postar.cli.common import new_table, show, with_store
-from postar.store import QueueEntry, RecipientStatus
+from postar.cli.common import load_config, new_table, show, with_store
+from postar.store import QueueEntry, RecipientStatus, control
 
 
 @click.group()
@@ -84,6 +84,20 @@ def queue_retry(ctx: click.Context, queue_id: str | None, everything: bool) -> N
     which = _which(queue_id, everything)
     count = with_store(ctx, lambda s: s.retry_queue_entry(which))
     click.echo(f"{count} recipient{'s' if count != 1 else ''} to be tried now")
+    _wake_server(ctx)
+
+
+def _wake_server(ctx: click.Context) -> None:
+    """Tell the running server to look at its queue now (the change is already stored)."""
+    data_dir = load_config(ctx).data_path
+    try:
+        running = control.request_wake(data_dir)
+    except OSError as e:
+        click.echo(f"warning: could not tell the server ({e}); it looks at the queue within "
+                   "queue_scan_interval seconds", err=True)
+        return
+    if not running:
+        click.echo("postar is not running: the queue is looked at when it starts")
 
 
 @queue.command("delete")
@@ -99,6 +113,8 @@ def _hold(ctx: click.Context, queue_id: str | None, everything: bool, held: bool
     which = _which(queue_id, everything)
     count = with_store(ctx, lambda s: s.hold_queue_entry(which, held))
     click.echo(f"{count} message{'s' if count != 1 else ''} {'held' if held else 'released'}")
+    if not held:
+        _wake_server(ctx)
 
 
 @queue.command("hold")

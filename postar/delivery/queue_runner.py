@@ -8,6 +8,12 @@ final and bounces; anything else is retried with exponential back-off and
 jitter until ``delivery.lifetime``, then bounces. The sender hears of a delay
 once (``delivery.delay_warning``) and of every failure, as NOTIFY allows
 (RFC 3461 §4.1); reports are stored in the same transaction as the outcome.
+
+Keeping the connections busy: due entries are loaded in bulk (twice ``concurrency``,
+more when half of them are done, never once per message), each attempt waits for its
+destination's turn, and the moment one transaction ends, its connection (kept in the
+``ConnectionCache``) carries the next waiting message while the outcome is committed;
+an outcome counts, and is logged, only once it is on disk.
 """
 
 from __future__ import annotations
@@ -24,17 +30,16 @@ from postar.delivery.accept import new_queue_id
 from postar.delivery.attempt import Answer, MailHosts, attempt, smarthost_route
 from postar.delivery.connections import ConnectionCache
 from postar.delivery.dkim import Signer
-from postar.delivery.reports import RecipientReport, build_report, status_of
+from postar.delivery.reports import RecipientReport, build_report, report_delivery, status_of
 from postar.delivery.smtp_client import Envelope
 from postar.delivery.tls_policy import TLSPolicies
-from postar.message import header_fields, split_header, summarize_json
+from postar.message import header_fields, split_header
 from postar.store import (
-    AttemptResult, Delivery, DKIMKey, OutboundRecipient, QueuedRecipient, QueueEntry, RecipientStatus, Store,
+    AttemptResult, Delivery, DKIMKey, QueuedRecipient, QueueEntry, RecipientStatus, Store,
 )
 
 log = logging.getLogger("postar.delivery")
 
-_BATCH = 500  # entries taken from the store per look
 _KEYS_CHECKED_EVERY = 5.0  # seconds; a key made with `postar dkim keygen` is used this soon
 
 
@@ -80,6 +85,10 @@ class QueueRunner:
         self._per_domain: dict[str, asyncio.Semaphore] = {}
         self._next_start: dict[str, float] = {}
         self._tasks: set[asyncio.Task] = set()
+        # entries in memory at once, their attempts waiting for a destination's turn or working;
+        # the store is asked for more when half are done
+        self._loaded = 2 * max(1, self.settings.concurrency)
+        self._low_water = self._loaded // 2
 
     def wake(self) -> None:
         """New mail in the queue (or an admin's retry): look now."""
@@ -100,21 +109,35 @@ class QueueRunner:
             await self.connections.close()
 
     async def _sleep(self) -> None:
-        next_due = await self.store.next_due()
-        # at most 5 s: `postar queue retry` and `release` in another process are noticed soon
-        wait = 5.0 if next_due is None else min(max(next_due - time.time(), 0.0), 5.0)
-        if wait == 0.0:
-            wait = 1.0  # what is due is in flight: look again soon, or when woken
+        """Until woken (new mail, an admin's change, the attempts loaded running low or all done),
+        until the next retry is due, or ``queue_scan_interval`` at most."""
+        wait = max(self.settings.queue_scan_interval, 1.0)  # 0 would be a busy loop
+        if len(self._in_flight) <= self._low_water and (next_due := await self.store.next_due()) is not None:
+            due_in = next_due - time.time()
+            wait = min(wait, due_in if due_in > 0 else 1.0)  # due now: in flight; look again soon
         try:
-            await asyncio.wait_for(self._wake.wait(), wait)
-        except asyncio.TimeoutError:
+            # not wait_for: a wake at the moment of a cancel could swallow the cancel (Python 3.11)
+            async with asyncio.timeout(wait):
+                await self._wake.wait()
+        except TimeoutError:
             pass
 
     async def _dispatch(self) -> None:
+        """Load due entries, up to ``_loaded`` waiting or working: each (entry, domain) a task that
+        waits for its destination's turn. Finished attempts ask for more only when half are done
+        (new mail and admin changes wake us at once, to what room there is), and the store is read
+        in pieces the size of ``concurrency``: the first attempts connect while the rest is read."""
         now = time.time()
-        busy = {entry_id for entry_id, domains in self._in_flight.items() if domains}
-        room = min(_BATCH, 2 * self.settings.concurrency - len(self._tasks))  # no more waiting than working
-        for entry in await self.store.due_entries(now, room, skip=busy):
+        piece = max(1, self.settings.concurrency)
+        while (room := self._loaded - len(self._in_flight)) > 0:
+            entries = await self.store.due_entries(now, min(room, piece), skip=self._in_flight)
+            self._start(entries)
+            if len(entries) < min(room, piece):
+                return  # nothing more is due
+            await asyncio.sleep(0)  # let the attempts just started go first
+
+    def _start(self, entries: list[QueueEntry]) -> None:
+        for entry in entries:
             by_domain: dict[str, list[QueuedRecipient]] = defaultdict(list)
             for recipient in entry.recipients:
                 by_domain[recipient.address.rpartition("@")[2].lower()].append(recipient)
@@ -131,7 +154,10 @@ class QueueRunner:
             semaphore = self._per_domain.setdefault(destination, asyncio.Semaphore(self.settings.per_destination))
             async with semaphore, self._slots:  # waiting for a busy destination holds no global slot
                 await self._pace(destination)
-                await self._attempt(entry, domain, recipients)
+                tried = await self._attempt(entry, domain, recipients)
+            # the connection is free for the next message while this outcome is committed
+            if tried is not None:
+                await self._record(entry, recipients, *tried)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -142,7 +168,8 @@ class QueueRunner:
             domains.discard(domain)
             if not domains:
                 del self._in_flight[entry.entry_id]
-                self.wake()
+                if len(self._in_flight) in (self._low_water, 0):
+                    self.wake()  # half of what was loaded is done, or all: look for more
 
     async def _defer(self, entry: QueueEntry, recipients: list[QueuedRecipient], reason: str) -> None:
         """After a bug in an attempt: try again later, as after a temporary failure, not at once."""
@@ -164,10 +191,12 @@ class QueueRunner:
         if start > now:
             await asyncio.sleep(start - now)
 
-    async def _attempt(self, entry: QueueEntry, domain: str, recipients: list[QueuedRecipient]) -> None:
+    async def _attempt(self, entry: QueueEntry, domain: str,
+                       recipients: list[QueuedRecipient]) -> tuple[dict[str, Answer], bytes] | None:
+        """Each recipient's answer, and the message as sent; None when it is no longer queued."""
         content = await self.store.queue_content(entry.entry_id)
         if content is None:
-            return  # deleted meanwhile by an admin
+            return None  # deleted meanwhile by an admin
         content = await self._signed(entry, content)
         envelope = Envelope(entry.sender, tuple((r.address, r.notify, r.orcpt) for r in recipients),
                             entry.envid, entry.ret, entry.smtputf8)
@@ -179,6 +208,11 @@ class QueueRunner:
                                     self.hosts, self.policies, self.connections)
         else:  # the DNS said no (route.error): final or temporary for every recipient
             answers = {r.address: Answer(route.final, False, route.error) for r in recipients}
+        return answers, content
+
+    async def _record(self, entry: QueueEntry, recipients: list[QueuedRecipient], answers: dict[str, Answer],
+                      content: bytes) -> None:
+        """The outcomes and the reports they cause in one durable transaction; logged once stored."""
         now = time.time()
         results, reports, warned = self._settle(entry, recipients, answers, content, now)
         await self.store.record_attempt(entry.entry_id, results, reports, warned)
@@ -244,11 +278,7 @@ class QueueRunner:
     def _report_delivery(self, entry: QueueEntry, group: list[RecipientReport], content: bytes,
                          now: float) -> Delivery:
         data = build_report(self.config.hostname, entry, group, content, self.settings.lifetime, now)
-        local = (entry.submitter,) if entry.submitter is not None else ()
-        return Delivery(
-            queue_id=new_queue_id(), sender="", data=data, header_prefix=b"Return-Path: <>\r\n",
-            relay_prefix=b"", internal_date=now, summary=summarize_json(data), local_accounts=local,
-            outbound=() if local else (OutboundRecipient(entry.sender),))
+        return report_delivery(new_queue_id(), entry, data, now)
 
 
 _STATUS_WORDS = {RecipientStatus.SENT: "sent", RecipientStatus.FAILED: "bounced", RecipientStatus.QUEUED: "deferred"}

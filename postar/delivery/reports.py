@@ -1,5 +1,5 @@
 """Delivery status notifications (RFC 3464, RFC 3461 §6): bounces, delay warnings,
-"relayed" notices, as multipart/report messages from MAILER-DAEMON.
+"relayed" and "delivered" notices, as multipart/report messages from MAILER-DAEMON.
 
 A report goes back to the message's envelope sender with an empty envelope
 sender of its own, so a report can never cause another one (RFC 5321 §4.5.5).
@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from email.utils import formatdate
 
-from postar.store import QueueEntry
+from postar.message import summarize_json
+from postar.store import Delivery, OutboundRecipient, QueueEntry
 
 MAX_RETURNED = 10 * 1024 * 1024  # a larger original is returned as headers only
 
@@ -25,7 +26,7 @@ MAX_RETURNED = 10 * 1024 * 1024  # a larger original is returned as headers only
 class RecipientReport:
     address: str
     orcpt: str
-    action: str            # "failed", "delayed", "relayed"
+    action: str            # "failed", "delayed", "relayed", "delivered"
     status: str            # enhanced status code, e.g. "5.1.1"
     diagnostic: str = ""   # the remote server's reply, e.g. "550 5.1.1 <x@y>: no such user"
     remote_mta: str = ""   # the host that gave it
@@ -35,6 +36,7 @@ _SUBJECTS = {
     "failed": "Undelivered Mail Returned to Sender",
     "delayed": "Delayed Mail (still being retried)",
     "relayed": "Successful Mail Relay Report",
+    "delivered": "Successful Mail Delivery Report",
 }
 
 _INTRO = {
@@ -47,7 +49,12 @@ _INTRO = {
     "relayed": ("This is the mail system at host {host}.\r\n\r\n"
                 "Your message was successfully delivered to the destination(s)\r\n"
                 "listed below, whose mail servers do not send delivery notices themselves.\r\n"),
+    "delivered": ("This is the mail system at host {host}.\r\n\r\n"
+                  "Your message was delivered to the mailbox of the recipient(s)\r\n"
+                  "listed below. No further notice will come for them.\r\n"),
 }
+
+_DONE = {"delivered": "delivered to mailbox"}  # what the human part says when there is no reply to quote
 
 
 def status_of(reply: str, default: str) -> str:
@@ -61,7 +68,7 @@ def status_of(reply: str, default: str) -> str:
 
 
 def build_report(hostname: str, entry: QueueEntry, recipients: list[RecipientReport], original: bytes,
-                 lifetime: float, now: float | None = None) -> bytes:
+                 lifetime: float = 0.0, now: float | None = None) -> bytes:
     """The whole report message (CRLF lines), ready to store or queue."""
     now = time.time() if now is None else now
     action = recipients[0].action
@@ -88,7 +95,7 @@ def build_report(hostname: str, entry: QueueEntry, recipients: list[RecipientRep
     ]
     for r in recipients:
         lines.append(f"<{r.address}>: " + (f"host {r.remote_mta} said: {r.diagnostic}" if r.remote_mta
-                                             else r.diagnostic or r.action))
+                                             else r.diagnostic or _DONE.get(r.action, r.action)))
     lines += ["", f"--{boundary}", "Content-Description: Delivery report", "Content-Type: message/delivery-status",
               "", f"Reporting-MTA: dns; {hostname}", f"X-Postar-Queue-ID: {entry.queue_id}"]
     if entry.envid:
@@ -107,12 +114,14 @@ def build_report(hostname: str, entry: QueueEntry, recipients: list[RecipientRep
         if r.action == "delayed":
             lines.append(f"Will-Retry-Until: {formatdate(entry.created + lifetime, localtime=False)}")
     lines.append("")
-    headers_only = entry.ret.upper() == "HDRS" or len(original) > MAX_RETURNED or action == "relayed"
+    # RFC 3461 §4.3: RET asks for the message in failure reports; success reports give its header
+    headers_only = (entry.ret.upper() == "HDRS" or len(original) > MAX_RETURNED
+                    or action in ("relayed", "delivered"))
     if headers_only:
         end = original.find(b"\r\n\r\n")
         returned = original if end < 0 else original[:end + 2]
-        lines += [f"--{boundary}", "Content-Description: Undelivered Message Headers",
-                  "Content-Type: text/rfc822-headers", ""]
+        what = "Undelivered Message Headers" if action in ("failed", "delayed") else "Message Headers"
+        lines += [f"--{boundary}", f"Content-Description: {what}", "Content-Type: text/rfc822-headers", ""]
     else:
         returned = original
         lines += [f"--{boundary}", "Content-Description: Undelivered Message", "Content-Type: message/rfc822", ""]
@@ -120,3 +129,13 @@ def build_report(hostname: str, entry: QueueEntry, recipients: list[RecipientRep
     if not returned.endswith(b"\r\n"):
         returned += b"\r\n"
     return head + returned + f"\r\n--{boundary}--\r\n".encode()
+
+
+def report_delivery(queue_id: str, entry: QueueEntry, report: bytes, now: float) -> Delivery:
+    """A report as mail to store, from the null sender: into the INBOX of the account that
+    submitted the message, else queued to its envelope sender."""
+    local = (entry.submitter,) if entry.submitter is not None else ()
+    return Delivery(
+        queue_id=queue_id, sender="", data=report, header_prefix=b"Return-Path: <>\r\n",
+        relay_prefix=b"", internal_date=now, summary=summarize_json(report), local_accounts=local,
+        outbound=() if local else (OutboundRecipient(entry.sender),))
