@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Awaitable, Callable
 
-from postar.delivery.accept import Trace, accept, new_queue_id
+from postar.delivery.accept import LocalRecipient, Trace, accept, new_queue_id
 from postar.delivery.routing import Kind
 from postar.smtp import replies
 from postar.context import Context
@@ -67,6 +67,7 @@ class Transaction:
     recipients: list[str] = field(default_factory=list)
     local_accounts: set[int] = field(default_factory=set)
     outbound: list[OutboundRecipient] = field(default_factory=list)
+    local_recipients: list[LocalRecipient] = field(default_factory=list)  # with their DSN parameters
     chunks: list[bytes] | None = None  # BDAT data so far
     chunked_size: int = 0
     chunk_refusal: Reply | None = None  # a BDAT that must be read and then refused
@@ -241,6 +242,8 @@ class Session:
             if await self._any_over_quota(route.accounts, transaction.params.size):
                 return Step(replies.MAILBOX_FULL(f"<{text}>: Mailbox full"))
             transaction.local_accounts |= route.accounts
+            if route.accounts:
+                transaction.local_recipients.append(LocalRecipient(text, params.notify, params.orcpt))
             transaction.outbound += [OutboundRecipient(f, params.notify, params.orcpt) for f in route.forwards]
         transaction.recipients.append(text)
         return Step(replies.RECIPIENT_OK)
@@ -322,15 +325,15 @@ class Session:
             return Step(refusal)
         queue_id = new_queue_id()
         sender = str(transaction.sender) if transaction.sender else ""
-        await accept(
+        queued = await accept(
             self.context.store, self.context.config.hostname, queue_id=queue_id,
             trace=Trace(self.helo or "unknown", self.client_ip, self._protocol(transaction), self.tls),
             sender=sender, recipients=transaction.recipients, data=payload,
             local_accounts=transaction.local_accounts, outbound=transaction.outbound,
             submitter=self.account.id if self.account else None,
             envid=transaction.params.envid, ret=transaction.params.ret, smtputf8=transaction.params.smtputf8,
-            sent_copy=await self._sent_copy())
-        if transaction.outbound:
+            sent_copy=await self._sent_copy(), local_recipients=transaction.local_recipients)
+        if queued:
             self.context.wake_delivery()
         reply = replies.QUEUED(f"Ok: queued as {queue_id}")
         self._log(transaction, queue_id, len(payload), reply)
