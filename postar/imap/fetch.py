@@ -19,12 +19,11 @@ answers NO [PARSE]).
 
 from __future__ import annotations
 
-import binascii
 import re
 from dataclasses import dataclass
 
 from postar.message import MAX_DEPTH
-from postar.message.text import unbase64
+from postar.message.text import unbase64, unquote_printable
 
 # Strings (RFC 9051 §4.3) --------------------------------------------------------------------
 
@@ -408,9 +407,10 @@ def partial(data: bytes, origin: int, length: int | None) -> bytes:
 
 # BINARY[section] (RFC 3516) -------------------------------------------------------------------
 
-
-
-_DECODERS = {"7BIT": bytes, "8BIT": bytes, "BINARY": bytes, "BASE64": unbase64, "QUOTED-PRINTABLE": binascii.a2b_qp}
+# Quoted-printable as Dovecot decodes it: a soft line break may have padding after its "="
+# and padding before a line end goes (RFC 2045 §6.7 rule 3), both of which binascii.a2b_qp keeps.
+_DECODERS = {"7BIT": bytes, "8BIT": bytes, "BINARY": bytes, "BASE64": unbase64,
+             "QUOTED-PRINTABLE": unquote_printable}
 
 
 def binary(content: bytes, prefix_len: int, summary: dict, spec: str) -> bytes | None:

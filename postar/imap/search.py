@@ -18,7 +18,6 @@ and NEW match nothing and OLD everything.
 
 from __future__ import annotations
 
-import binascii
 import operator
 import re
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from email.utils import parsedate_tz
 
 from postar.imap.grammar import SequenceSet, Token, format_sequence, parse_sequence_set, quoted
 from postar.message import ENVELOPE_FIELDS, MAX_DEPTH
-from postar.message.text import decode_text, decode_words, unbase64
+from postar.message.text import decode_text, decode_words, unbase64, unquote_printable
 
 BADCHARSET = "BADCHARSET (US-ASCII UTF-8)"  # the response code; parse_search's error starts with it
 RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")  # RFC 4731 §3.1, RFC 5182 §2.1
@@ -371,7 +370,7 @@ def _body_texts(message: Candidate, part: dict, depth: int = 0) -> Iterator[str]
         if encoding == "base64":
             raw = unbase64(raw)
         elif encoding == "quoted-printable":
-            raw = binascii.a2b_qp(raw)
+            raw = unquote_printable(raw)
         yield decode_text(raw, str(part.get("params", {}).get("charset", "us-ascii"))).casefold()
 
 

@@ -461,6 +461,19 @@ def test_base64_is_decoded_leniently(encoded, decoded):
     assert fetch_binary(data, "1") == decoded
 
 
+@pytest.mark.parametrize("encoded, decoded", [
+    (b"soft=  \t\r\nbreak", b"softbreak"),  # RFC 2045 §6.7 rule 3: padding after a soft break's "="
+    (b"pad \t\r\nline  ", b"pad\r\nline"),  # ... and before a line end, dropped
+    (b"keep =\r\n  \r\nx", b"keep \r\nx"),  # white space before "=" is text
+    (b"=C3=a9=3D", "é=".encode()),  # lower-case hex too, as Dovecot
+    (b"a=3=\r\nD", b"a=3D"),  # "=3" is no escape, and the soft break does not make one
+    (b"bad = =zz", b"bad = =zz"),  # kept as it is (Dovecot: NO [PARSE])
+])
+def test_quoted_printable_is_decoded_as_dovecot_does(encoded, decoded):
+    data = part(b"Content-Transfer-Encoding: quoted-printable\r\n", encoded)
+    assert fetch_binary(data, "1") == decoded
+
+
 # Fetch attributes ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, expected", [
