@@ -233,6 +233,10 @@ def test_envelope_with_8bit_names_uses_literals_as_dovecot_does():
     ("<>", [(None, None, "MISSING_MAILBOX", "MISSING_DOMAIN")]),
     ("user@[192.0.2.1]", [(None, None, "user", "[192.0.2.1]")]),
     ("a@b.test (outer (nested) comment)", [("outer (nested) comment", None, "a", "b.test")]),
+    ("a(inside)@b.test", [("inside", None, "a", "b.test")]),  # Dovecot: the same
+    ("(before) a@b.test", [(None, None, "a", "b.test")]),  # a comment before the address names nothing
+    ("g: a@b.test; c@d.test", [(None, None, "g", None), (None, None, "a", "b.test"), (None, None, None, None),
+                               (None, None, "c", "d.test")]),  # two From fields, as the summary joins them
     ("A Group:;", [(None, None, "A Group", None), (None, None, None, None)]),
     ("open: a@b.test", [(None, None, "open", None), (None, None, "a", "b.test"), (None, None, None, None)]),
     ('"unclosed <a@b.test>', [(None, None, "unclosed <a@b.test>", "MISSING_DOMAIN")]),
