@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from postar.imap import connection_commands as c
+from postar.imap import list_command as li
 from postar.imap import mailbox_commands as m
 from postar.imap import message_commands as msg
 from postar.imap import quota_commands as q
@@ -52,8 +53,8 @@ COMMANDS: dict[str, Entry] = {
     "RENAME": Entry(m.do_rename, AUTHENTICATED),
     "SUBSCRIBE": Entry(m.do_subscribe, AUTHENTICATED),
     "UNSUBSCRIBE": Entry(m.do_subscribe, AUTHENTICATED),
-    "LIST": Entry(m.do_list, AUTHENTICATED),
-    "LSUB": Entry(m.do_list, AUTHENTICATED),
+    "LIST": Entry(li.do_list, AUTHENTICATED),
+    "LSUB": Entry(li.do_list, AUTHENTICATED),
     "STATUS": Entry(m.do_status, AUTHENTICATED),
     "APPEND": Entry(m.do_append, AUTHENTICATED),
     "GETQUOTAROOT": Entry(q.do_getquotaroot, AUTHENTICATED),

@@ -19,12 +19,12 @@ answers NO [PARSE]).
 
 from __future__ import annotations
 
-import binascii
 import re
 from dataclasses import dataclass
 
 from postar.message import MAX_DEPTH
-from postar.message.text import unbase64
+from postar.message.addresses import Address, parse_addresses, word
+from postar.message.text import unbase64, unquote_printable
 
 # Strings (RFC 9051 §4.3) --------------------------------------------------------------------
 
@@ -50,104 +50,11 @@ def _upper(value: str) -> str:
 
 # ENVELOPE: RFC 5322 §3.4 address lists ---------------------------------------------------------
 
-_WORD = re.compile(r'\s+|"(?:[^"\\]|\\.)*"?|\[(?:[^\]\\]|\\.)*\]?|[<>@,;:]|[^\s()<>@,;:"\[\]]+|[^(]', re.S)
-_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
-Address = tuple[str | None, str | None, str | None, str | None]  # name, route, mailbox, host
-
-
-def _comment(text: str, start: int) -> tuple[str, int]:
-    """A (possibly nested) comment's text and the offset after it; to the end when unclosed."""
-    depth, i = 0, start
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-            continue
-        depth += {"(": 1, ")": -1}.get(text[i], 0)
-        i += 1
-        if depth == 0:
-            return text[start + 1:i - 1], i
-    return text[start + 1:], len(text)
-
-
-def _tokens(text: str) -> list[str]:
-    """Words, quoted strings, domain literals, specials, and comments kept as "(" + text."""
-    tokens, i = [], 0
-    while i < len(text):
-        if text[i] == "(":
-            comment, i = _comment(text, i)
-            tokens.append("(" + comment)
-            continue
-        word = _WORD.match(text, i)
-        if not word[0].isspace():
-            tokens.append(word[0])
-        i = word.end()
-    return tokens
-
-
-def _word(token: str) -> str:
-    """An atom as it is, a quoted string without its quotes and escapes (even when unclosed)."""
-    if not token.startswith('"'):
-        return token
-    quoted = _QUOTED.fullmatch(token)
-    return re.sub(r"\\(.)", r"\1", quoted[1] if quoted else token[1:], flags=re.S)
-
-
-def _units(tokens: list[str]):
-    """Split at "," ";" ":" outside angle brackets, yielding (tokens, delimiter)."""
-    unit: list[str] = []
-    angle = False
-    for token in tokens:
-        angle = {"<": True, ">": False}.get(token, angle)
-        if not angle and token in (",", ";", ":"):
-            yield unit, token
-            unit = []
-        else:
-            unit.append(token)
-    yield unit, ""
-
-
-def _addr_spec(tokens: list[str]) -> tuple[str, str]:
-    at = tokens.index("@") if "@" in tokens else len(tokens)
-    mailbox = "".join(_word(t) for t in tokens[:at])
-    host = "".join(tokens[at + 1:])
-    # RFC 3501 §7.4.2: a NIL host means group syntax, so a missing one is filled as Dovecot does.
-    return mailbox or "MISSING_MAILBOX", host or "MISSING_DOMAIN"
-
-
-def _mailbox(unit: list[str]) -> Address:
-    words = [t for t in unit if not t.startswith("(")]
-    comments = [t[1:].strip() for t in unit if t.startswith("(")]
-    route = None
-    if "<" in words:
-        at = words.index("<")
-        name = " ".join(_word(t) for t in words[:at])
-        inside = words[at + 1:]
-        inside = inside[:inside.index(">")] if ">" in inside else inside
-        if ":" in inside:  # obs-route: <@a,@b:mailbox@host>
-            route = "".join(inside[:inside.index(":")]) or None
-            inside = inside[inside.index(":") + 1:]
-    else:
-        name, inside = (comments[-1] if comments else ""), words  # "bob@x (Bob)" names Bob
-    return (name or None, route, *_addr_spec(inside))
-
-
 def addresses(value: str) -> list[Address]:
-    """RFC 5322 address-list to ENVELOPE addresses, groups as RFC 3501 marks them (NIL host)."""
-    found: list[Address] = []
-    in_group = False
-    for unit, delimiter in _units(_tokens(value)):
-        if delimiter == ":" and not in_group:
-            found.append((None, None, " ".join(_word(t) for t in unit if not t.startswith("(")), None))
-            in_group = True
-            continue
-        if any(not t.startswith("(") for t in unit):
-            found.append(_mailbox(unit))
-        if delimiter == ";" and in_group:
-            found.append((None, None, None, None))
-            in_group = False
-    if in_group:
-        found.append((None, None, None, None))
-    return found
+    """A field's ENVELOPE addresses; a missing mailbox or host filled in as Dovecot does, since
+    a NIL host means group syntax (RFC 3501 §7.4.2)."""
+    return [a if a[3] is None else (a[0], a[1], a[2] or "MISSING_MAILBOX", a[3] or "MISSING_DOMAIN")
+            for a in parse_addresses(value)]
 
 
 def _address_list(value: object) -> bytes:
@@ -216,7 +123,7 @@ def parse_disposition(value: str) -> tuple[str, dict[str, str]] | None:
     kind = _TOKEN.match(value.strip())
     if not kind:
         return None
-    return kind[0], {key.lower(): _word(raw) for key, raw in _PARAM.findall(value)}
+    return kind[0], {key.lower(): word(raw) for key, raw in _PARAM.findall(value)}
 
 
 def _disposition(part: dict) -> bytes:
@@ -322,7 +229,7 @@ def parse_section(spec: str) -> Section | None:
     fields = _FIELDS.fullmatch(rest)
     if not fields or not _NAMES.fullmatch(fields[2]):
         return None
-    names = tuple(_word(name) for name in re.findall(_NAME, fields[2], re.S))
+    names = tuple(word(name) for name in re.findall(_NAME, fields[2], re.S))
     return Section(path, fields[1].upper(), names)
 
 
@@ -408,9 +315,10 @@ def partial(data: bytes, origin: int, length: int | None) -> bytes:
 
 # BINARY[section] (RFC 3516) -------------------------------------------------------------------
 
-
-
-_DECODERS = {"7BIT": bytes, "8BIT": bytes, "BINARY": bytes, "BASE64": unbase64, "QUOTED-PRINTABLE": binascii.a2b_qp}
+# Quoted-printable as Dovecot decodes it: a soft line break may have padding after its "="
+# and padding before a line end goes (RFC 2045 §6.7 rule 3), both of which binascii.a2b_qp keeps.
+_DECODERS = {"7BIT": bytes, "8BIT": bytes, "BINARY": bytes, "BASE64": unbase64,
+             "QUOTED-PRINTABLE": unquote_printable}
 
 
 def binary(content: bytes, prefix_len: int, summary: dict, spec: str) -> bytes | None:

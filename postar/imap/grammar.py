@@ -23,7 +23,15 @@ class ParseError(ValueError):
     """The command does not follow the grammar; the text says where."""
 
 
-_ATOM_STOP = frozenset(b' ()"{}\r\n')
+# What ends an atom: atom-specials that can follow one on a command line (RFC 9051 §9: SP,
+# "(", ")", "{", DQUOTE; CR and LF end the line). "]" and "}" are ASTRING-CHAR and ATOM-CHAR,
+# part of an atom like any letter (a mailbox may be named x]y or a}b); "%", "*" and "\\"
+# stay in the atom too, for list-mailbox patterns and flags.
+_ATOM_STOP = frozenset(b' ()"{\r\n')
+# The atoms a section follows (RFC 9051 §9 fetch-att, RFC 3516 §4): only after one of
+# them does "[" open a section whose spaces and parentheses belong to the atom, as in
+# BODY[HEADER.FIELDS (TO)]. Anywhere else "[" is an ATOM-CHAR: SELECT a[b names a mailbox.
+_SECTION_NAMES = frozenset((b"BODY", b"BODY.PEEK", b"BINARY", b"BINARY.PEEK", b"BINARY.SIZE"))
 _LITERAL = re.compile(rb"~?\{(\d{1,10})(\+|-)?\}\r\n")
 # How deep parenthesized lists may nest. No command needs more than three levels (a
 # FETCH list holding BODY[HEADER.FIELDS (...)] is one list in one); 100 is the bound
@@ -60,7 +68,9 @@ def tokenize(data: bytes, start: int = 0) -> list[Token]:
         elif char == 0x22:  # "
             value, position = _read_quoted(data, position)
             tokens.append(value)
-        elif char in (0x7B, 0x7E):  # { or ~{
+        elif char == 0x7B or (char == 0x7E and data[position + 1:position + 2] == b"{"):
+            # "{" starts a literal, "~" only when "{" follows (literal8, RFC 3516 §4.3):
+            # otherwise "~" is an ATOM-CHAR like any other (LIST "" ~foo, SELECT ~foo).
             literal, position = _read_literal(data, position)
             tokens.append(literal)
         else:
@@ -104,15 +114,13 @@ def _read_literal(data: bytes, position: int) -> tuple[bytes, int]:
 
 def _read_atom(data: bytes, position: int) -> tuple[str, int]:
     start = position
-    depth = 0
+    depth = 0  # inside a section's brackets
     while position < len(data):
         char = data[position]
-        if char == 0x5B:  # [
+        if char == 0x5B and (depth or data[start:position].upper() in _SECTION_NAMES):  # [
             depth += 1
-        elif char == 0x5D:  # ]
+        elif char == 0x5D and depth:  # ]
             depth -= 1
-            if depth < 0:
-                raise ParseError("unexpected ']'")
         elif depth == 0 and char in _ATOM_STOP:
             break
         elif char in (0x0D, 0x0A, 0x00):

@@ -1,4 +1,4 @@
-"""Commands on mailboxes (RFC 9051 §6.3, §6.4.1-2; RFC 5258, 5819, 6154, 8438, 4315, 3691)."""
+"""Commands on mailboxes (RFC 9051 §6.3, §6.4.1-2; RFC 8438, 4315, 3691); LIST and LSUB are in list_command."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import re
 import time
 from email.utils import parsedate_to_datetime
 
-from postar.imap.grammar import Literal, Token, decode_mutf7
-from postar.imap.grammar import format_sequence
+from postar.imap.grammar import Literal, Token, format_sequence
 from postar.imap.parser import (
-    BadArguments, Command, astring, atom, count, mailbox_name, number, parenthesized, sequence_set,
+    BadArguments, Command, atom, count, mailbox_name, number, parenthesized, sequence_set,
 )
 from postar.imap.selected import SelectedMailbox
 from postar.imap.flags import normalize_flags
@@ -149,88 +148,15 @@ async def do_subscribe(session: Session, command: Command) -> Result:
     return Result(text=f"{command.name} completed")
 
 
-def pattern_regex(reference: str, pattern: str) -> re.Pattern:
-    """LIST wildcards (§6.3.9): '*' matches anything, '%' anything but the delimiter."""
-    full = reference + pattern if not pattern.startswith(DELIMITER) else pattern
-    parts = []
-    for char in full:
-        parts.append(".*" if char == "*" else "[^/]*" if char == "%" else re.escape(char))
-    regex = "".join(parts)
-    if full.upper().startswith("INBOX"):
-        regex = "(?i:INBOX)" + "".join(parts[5:])
-    return re.compile(regex + r"\Z", re.DOTALL)
-
-
-async def do_list(session: Session, command: Command) -> Result:
-    """LIST (§6.3.9) with LIST-EXTENDED selection and return options, LIST-STATUS; and LSUB."""
-    args = list(command.args)
-    selection: set[str] = set()
-    if args and isinstance(args[0], list):
-        selection = {atom(t).upper() for t in args.pop(0)}
-    if len(args) < 2:
-        raise BadArguments("LIST needs a reference and a pattern")
-    reference = astring(args[0])
-    pattern_token: Token = args[1]
-    patterns = [astring(t) for t in pattern_token] if isinstance(pattern_token, list) else [astring(pattern_token)]
-    returns: dict[str, list[Token] | None] = {}
-    if len(args) > 2:
-        if len(args) != 4 or not isinstance(args[2], str) or args[2].upper() != "RETURN":
-            raise BadArguments("expected RETURN (options)")
-        options = parenthesized(args[3])
-        for index, option in enumerate(options):
-            if isinstance(option, str):
-                returns[option.upper()] = options[index + 1] if option.upper() == "STATUS" else None
-    lsub = command.name == "LSUB"
-    if lsub:
-        selection.add("SUBSCRIBED")
-    if patterns == [""]:  # §6.3.9: the delimiter and root
-        session.send(f'* {command.name} (\\Noselect) "{DELIMITER}" ""\r\n')
-        return Result(text=f"{command.name} completed")
-    if not session.utf8:
-        reference = _decode_pattern(reference)
-        patterns = [_decode_pattern(p) for p in patterns]
-    regexes = [pattern_regex(reference, p) for p in patterns]
-    boxes = await session.store.list_mailboxes(session.account.id)
-    names = {b.name for b in boxes}
-    if "SUBSCRIBED" in selection:  # a subscription outlives its mailbox (§6.3.7)
-        for name in set(await session.store.subscriptions(session.account.id)) - names:
-            if any(r.match(name) for r in regexes):
-                attributes = "\\Noselect" if lsub else "\\NonExistent \\Subscribed"
-                session.send(f"* {command.name} ({attributes}) \"{DELIMITER}\" ".encode()
-                             + encode_name(session, name) + b"\r\n")
-    for box in sorted(boxes, key=lambda b: (b.name != "INBOX", b.name)):
-        if not any(r.match(box.name) for r in regexes):
-            continue
-        if "SUBSCRIBED" in selection and not box.subscribed:
-            continue
-        if "SPECIAL-USE" in selection and not box.special_use:
-            continue
-        attributes = []
-        if not lsub:
-            children = any(n.startswith(box.name + DELIMITER) for n in names)
-            attributes.append("\\HasChildren" if children else "\\HasNoChildren")
-        if box.subscribed and ("SUBSCRIBED" in selection or "SUBSCRIBED" in returns) and not lsub:
-            attributes.append("\\Subscribed")
-        if box.special_use and not lsub and ("SPECIAL-USE" in returns or not returns or "SPECIAL-USE" in selection):
-            attributes.append(box.special_use)
-        session.send(b"* " + command.name.encode() + f" ({' '.join(attributes)}) \"{DELIMITER}\" ".encode()
-                     + encode_name(session, box.name) + b"\r\n")
-        if returns.get("STATUS") is not None:
-            session.send(await _status_line(session, box, returns["STATUS"]))
-    return Result(text=f"{command.name} completed")
-
-
-def _decode_pattern(text: str) -> str:
-    decoded = decode_mutf7(text)
-    if decoded is None:
-        raise BadArguments("pattern is not valid modified UTF-7")
-    return decoded
-
-
-async def _status_line(session: Session, box: Mailbox, items_token: Token) -> bytes:
-    items = [atom(t).upper() for t in parenthesized(items_token)]
+def status_items(token: Token) -> tuple[str, ...]:
+    """The items of a STATUS list (§6.3.11), upper case; BAD for none or an unknown one."""
+    items = tuple(atom(t).upper() for t in parenthesized(token))
     if not items or any(i not in _STATUS_ITEMS for i in items):
         raise BadArguments("unknown STATUS item")
+    return items
+
+
+async def status_line(session: Session, box: Mailbox, items: tuple[str, ...]) -> bytes:
     status = await session.store.mailbox_status(box.id)
     values = {"MESSAGES": status.messages, "UIDNEXT": status.uidnext, "UIDVALIDITY": status.uidvalidity,
               "UNSEEN": status.unseen, "DELETED": status.deleted, "SIZE": status.size,
@@ -243,8 +169,9 @@ async def do_status(session: Session, command: Command) -> Result:
     """STATUS (§6.3.11), with SIZE (RFC 8438), DELETED and HIGHESTMODSEQ."""
     count(command.args, 2)
     box = await find(session, mailbox_name(command.args[0], session.utf8))
-    line = await _status_line(session, box, command.args[1])
-    if any(atom(t).upper() == "HIGHESTMODSEQ" for t in parenthesized(command.args[1])):
+    items = status_items(command.args[1])
+    line = await status_line(session, box, items)
+    if "HIGHESTMODSEQ" in items:
         session.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE enabling command
     session.send(line)
     return Result(text="STATUS completed")

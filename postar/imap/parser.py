@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from postar.imap.grammar import ParseError, Token, decode_mutf7, parse_sequence_set, SequenceSet, tokenize
 
-_TAG = re.compile(rb"[\x21\x23\x24\x26\x27\x2c-\x5b\x5e-\x7a\x7c\x7e]+")  # ASTRING-CHAR except "+"
+# RFC 9051 §9 tag: any ASTRING-CHAR but "+", so "]" (resp-specials) and "}" too (Dovecot
+# takes "}" but refuses "]"; the grammar allows both, and neither is ambiguous in a reply).
+_TAG = re.compile(rb"[\x21\x23\x24\x26\x27\x2c-\x5b\x5d-\x7a\x7c-\x7e]+")
 
 
 class BadArguments(ValueError):

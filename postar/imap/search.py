@@ -10,7 +10,9 @@ tree, and the two ``*_response`` functions render the reply. The caller reads
 the message bytes only when ``SearchRequest.needs_content`` says so.
 
 Choices where the RFCs leave room: strings match as case-insensitive substrings
-after RFC 2047 decoding; BODY looks only at text/* parts (after undoing base64
+after RFC 2047 decoding; FROM, TO, CC and BCC look in the addresses written back
+plainly, HEADER in the field's text, and both in every occurrence of an address
+field (as Dovecot); BODY looks only at text/* parts (after undoing base64
 and quoted-printable) and the headers of attached messages; BEFORE/ON/SINCE
 take the internal date's calendar day in UTC; there is no \\Recent, so RECENT
 and NEW match nothing and OLD everything.
@@ -18,7 +20,6 @@ and NEW match nothing and OLD everything.
 
 from __future__ import annotations
 
-import binascii
 import operator
 import re
 from collections.abc import Callable, Iterator
@@ -28,7 +29,8 @@ from email.utils import parsedate_tz
 
 from postar.imap.grammar import SequenceSet, Token, format_sequence, parse_sequence_set, quoted
 from postar.message import ENVELOPE_FIELDS, MAX_DEPTH
-from postar.message.text import decode_text, decode_words, unbase64
+from postar.message.addresses import address_text
+from postar.message.text import decode_text, decode_words, unbase64, unquote_printable
 
 BADCHARSET = "BADCHARSET (US-ASCII UTF-8)"  # the response code; parse_search's error starts with it
 RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")  # RFC 4731 §3.1, RFC 5182 §2.1
@@ -55,6 +57,7 @@ class Flag:
 class Header:
     field: str  # lower case
     text: str   # casefolded; "" matches every message having the field
+    address: bool = False  # FROM, TO, CC, BCC: the addresses, written back plainly
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,8 @@ def _modseq(reader: _Reader, depth: int) -> ModSeq:
 
 
 _WITH_ARGUMENTS: dict[str, Callable[[_Reader, int], Key]] = {
-    **{name: (lambda r, d, f=name.lower(): Header(f, r.astring(f"{f.upper()} string").casefold()))
+    **{name: (lambda r, d, f=name.lower(): Header(f, r.astring(f"{f.upper()} string").casefold(),
+                                                  address=f != "subject"))
        for name in ("BCC", "CC", "FROM", "SUBJECT", "TO")},
     **{name: (lambda r, d, n=name, how=how: Day(how[0], how[1], r.day(n))) for name, how in _DATES.items()},
     "HEADER": lambda r, d: Header(r.astring("HEADER field name").lower(), r.astring("HEADER string").casefold()),
@@ -371,7 +375,7 @@ def _body_texts(message: Candidate, part: dict, depth: int = 0) -> Iterator[str]
         if encoding == "base64":
             raw = unbase64(raw)
         elif encoding == "quoted-printable":
-            raw = binascii.a2b_qp(raw)
+            raw = unquote_printable(raw)
         yield decode_text(raw, str(part.get("params", {}).get("charset", "us-ascii"))).casefold()
 
 
@@ -396,13 +400,21 @@ def _internal_day(message: Candidate) -> date | None:
 
 def _header_values(message: Candidate, field: str) -> list[str]:
     envelope = message.summary.get("envelope", {})
-    if field in ENVELOPE_FIELDS:  # parsed at delivery: the first occurrence
-        return [envelope[field]] if field in envelope else []
+    if field in ENVELOPE_FIELDS:  # parsed at delivery: the first occurrence, every one of an address field
+        value = envelope.get(field)
+        return [value] if isinstance(value, str) else []
     return [value for name, value in _fields(_full_header(message)) if name == field]
 
 
 def _match_header(key: Header, message: Candidate, scope: Scope) -> bool:
-    return any(key.text in decode_words(value).casefold() for value in _header_values(message, key.field))
+    """HEADER looks in the field's text; FROM, TO, CC and BCC in its addresses as ENVELOPE
+    has them, written back without comments, quotes or routes, as Dovecot searches them: so
+    FROM user@x finds "user(comment)@x", "user @ x" and "\"user\"@x", and a comment before
+    the address names nothing (RFC 9051 §6.4.4: "the envelope structure's FROM field")."""
+    values = _header_values(message, key.field)
+    if key.address:
+        values = [address_text(value) for value in values]
+    return any(key.text in decode_words(value).casefold() for value in values)
 
 
 def _match_body(key: Body, message: Candidate, scope: Scope) -> bool:

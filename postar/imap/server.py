@@ -106,8 +106,9 @@ class IMAPConnection(Connection):
             self.write(b"* BYE Idle for too long\r\n")
         except (ShuttingDown, asyncio.CancelledError):
             self.write(b"* BYE Server shutting down\r\n")
-        except Exception:
+        except Exception:  # a bug, not the client's doing: still say goodbye (RFC 9051 §7.1.5)
             log.exception("%s: connection failed", self.id)
+            self.write(b"* BYE [SERVERBUG] Internal error, closing the connection\r\n")
 
     def _tagged(self, tag: str, result: Result) -> None:
         code = f"[{result.code}] " if result.code else ""

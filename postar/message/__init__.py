@@ -30,6 +30,10 @@ import re
 
 ENVELOPE_FIELDS = ("date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc",
                    "in-reply-to", "message-id")
+# A repeated address field is malformed (RFC 5322 §3.6 allows one of each) but it happens;
+# as Dovecot's ENVELOPE and SEARCH do, every occurrence counts, so SEARCH FROM finds an
+# address in the second From field. Of the other fields the first wins.
+ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 _PART_FIELDS = ("content-type", "content-transfer-encoding", "content-id",
                 "content-description", "content-disposition", "content-language",
                 "content-location", "content-md5")
@@ -56,23 +60,33 @@ def message_id(data: bytes) -> str:
     return header_fields(data[:split_header(data)], ("message-id",)).get("message-id", "").strip()
 
 
-def header_fields(block: bytes, wanted: tuple[str, ...]) -> dict[str, str]:
-    """The first occurrence of each wanted field, unfolded (RFC 5322 §2.2.3)."""
+def header_fields(block: bytes, wanted: tuple[str, ...], joined: tuple[str, ...] = ()) -> dict[str, str]:
+    """The first occurrence of each wanted field, unfolded (RFC 5322 §2.2.3); of the ``joined``
+    ones (address lists) every occurrence, joined by "; ", which closes a group left open
+    as the end of its field does and is nothing between two addresses."""
     found: dict[str, str] = {}
+
+    def keep(name: str | None, value: list[str]) -> None:
+        if name is None:
+            return
+        text = "".join(value).strip()
+        if name not in found:
+            found[name] = text
+        elif name in joined:
+            found[name] += "; " + text
+
     name = None
     value: list[str] = []
     for line in block.decode("utf-8", "replace").split("\r\n"):
         if line[:1] in (" ", "\t") and name is not None:
             value.append(line)
             continue
-        if name is not None and name not in found:
-            found[name] = "".join(value).strip()
+        keep(name, value)
         key, colon, rest = line.partition(":")
         key = key.strip().lower()
         name = key if colon and key in wanted else None
         value = [rest]
-    if name is not None and name not in found:
-        found[name] = "".join(value).strip()
+    keep(name, value)
     return found
 
 
@@ -144,7 +158,7 @@ def _children(data: bytes, start: int, end: int, boundary: str, depth: int, dige
 
 def _message(data: bytes, start: int, end: int, depth: int, left: list[int]) -> dict:
     body = split_header(data, start, end)
-    envelope = header_fields(data[start:body], ENVELOPE_FIELDS)
+    envelope = header_fields(data[start:body], ENVELOPE_FIELDS, joined=ADDRESS_FIELDS)
     return {"envelope": envelope, "part": _part(data, start, end, depth, False, left)}
 
 

@@ -233,6 +233,10 @@ def test_envelope_with_8bit_names_uses_literals_as_dovecot_does():
     ("<>", [(None, None, "MISSING_MAILBOX", "MISSING_DOMAIN")]),
     ("user@[192.0.2.1]", [(None, None, "user", "[192.0.2.1]")]),
     ("a@b.test (outer (nested) comment)", [("outer (nested) comment", None, "a", "b.test")]),
+    ("a(inside)@b.test", [("inside", None, "a", "b.test")]),  # Dovecot: the same
+    ("(before) a@b.test", [(None, None, "a", "b.test")]),  # a comment before the address names nothing
+    ("g: a@b.test; c@d.test", [(None, None, "g", None), (None, None, "a", "b.test"), (None, None, None, None),
+                               (None, None, "c", "d.test")]),  # two From fields, as the summary joins them
     ("A Group:;", [(None, None, "A Group", None), (None, None, None, None)]),
     ("open: a@b.test", [(None, None, "open", None), (None, None, "a", "b.test"), (None, None, None, None)]),
     ('"unclosed <a@b.test>', [(None, None, "unclosed <a@b.test>", "MISSING_DOMAIN")]),
@@ -458,6 +462,19 @@ def test_binary_of_a_missing_part_is_empty_and_of_a_non_binary_section_none():
 ])
 def test_base64_is_decoded_leniently(encoded, decoded):
     data = part(b"Content-Transfer-Encoding: BASE64\r\n", encoded)
+    assert fetch_binary(data, "1") == decoded
+
+
+@pytest.mark.parametrize("encoded, decoded", [
+    (b"soft=  \t\r\nbreak", b"softbreak"),  # RFC 2045 §6.7 rule 3: padding after a soft break's "="
+    (b"pad \t\r\nline  ", b"pad\r\nline"),  # ... and before a line end, dropped
+    (b"keep =\r\n  \r\nx", b"keep \r\nx"),  # white space before "=" is text
+    (b"=C3=a9=3D", "é=".encode()),  # lower-case hex too, as Dovecot
+    (b"a=3=\r\nD", b"a=3D"),  # "=3" is no escape, and the soft break does not make one
+    (b"bad = =zz", b"bad = =zz"),  # kept as it is (Dovecot: NO [PARSE])
+])
+def test_quoted_printable_is_decoded_as_dovecot_does(encoded, decoded):
+    data = part(b"Content-Transfer-Encoding: quoted-printable\r\n", encoded)
     assert fetch_binary(data, "1") == decoded
 
 

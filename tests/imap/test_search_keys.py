@@ -93,11 +93,11 @@ SIMPLE = message(b"From: =?utf-8?q?Ren=C3=A9_Dupont?= <rene@example.org>",
     (b"NEW", And((Const(False), Flag("\\Seen", False)))),
     (b"KEYWORD $Forwarded", Flag("$Forwarded", True)),
     (b"UNKEYWORD Junk", Flag("Junk", False)),
-    (b"BCC boss", Header("bcc", "boss")),
-    (b'CC "Carol Smith"', Header("cc", "carol smith")),
-    (b"FROM {5}\r\nRen\xc3\xa9", Header("from", "rené")),
+    (b"BCC boss", Header("bcc", "boss", address=True)),
+    (b'CC "Carol Smith"', Header("cc", "carol smith", address=True)),
+    (b"FROM {5}\r\nRen\xc3\xa9", Header("from", "rené", address=True)),
     (b'SUBJECT ""', Header("subject", "")),
-    (b"TO Alice", Header("to", "alice")),
+    (b"TO Alice", Header("to", "alice", address=True)),
     (b'HEADER Message-ID "<abc@x>"', Header("message-id", "<abc@x>")),
     (b'HEADER "X-Spam" ""', Header("x-spam", "")),
     (b"BODY Hello", Body("hello", with_header=False)),
@@ -135,7 +135,7 @@ def test_keys_are_case_insensitive() -> None:
 
 def test_keys_are_anded_and_nest() -> None:
     assert key(b'OR (FROM a TO b) NOT (OR SEEN (DELETED))') == Or(
-        And((Header("from", "a"), Header("to", "b"))),
+        And((Header("from", "a", address=True), Header("to", "b", address=True))),
         Not(Or(Flag("\\Seen", True), Flag("\\Deleted", True))))
     assert key(b"1:3 UNSEEN") == And((Numbers(SequenceSet(((1, 3),)), uid=False), Flag("\\Seen", False)))
 

@@ -97,6 +97,16 @@ def test_folded_fields_are_unfolded_and_the_first_of_a_repeated_field_wins():
     assert summary["part"]["params"] == {"charset": "iso-8859-1"}
 
 
+def test_every_occurrence_of_a_repeated_address_field_is_kept():
+    # As Dovecot's ENVELOPE and SEARCH FROM (issue 10, item 9); "; " closes a group left open.
+    data = part(b"From: a@x.test\r\nSubject: one\r\nCc: team: b@x.test\r\nfrom: c@x.test\r\n"
+                b"Subject: two\r\nCC: d@x.test\r\n", b"body\r\n")
+    envelope = summarize(data)["envelope"]
+    assert envelope["from"] == "a@x.test; c@x.test"
+    assert envelope["cc"] == "team: b@x.test; d@x.test"
+    assert envelope["subject"] == "one"
+
+
 # Messages without a blank line, or without a header ----------------------------------------
 
 def test_message_without_blank_line_is_all_header():

@@ -27,6 +27,27 @@ def test_a_section_with_spaces_and_parens_stays_one_atom():
     assert command.args == ["1", ["BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>", "UID"]]
 
 
+@pytest.mark.parametrize("line, args", [
+    (b'a LIST "" ~foo', [b"", "~foo"]),  # "~" is an ATOM-CHAR unless "{" follows (issue 10, item 3)
+    (b"a SELECT ~", ["~"]),
+    (b"a SELECT ~{3}\r\nabc", [b"abc"]),  # literal8 (RFC 3516 §4.3)
+    (b"a SELECT foo]", ["foo]"]),  # "]" is an ASTRING-CHAR
+    (b"a SELECT a}b", ["a}b"]),  # "}" is an ATOM-CHAR
+    (b"a SELECT a[b", ["a[b"]),  # "[" opens a section only after BODY, BINARY...
+    (b"a CREATE a[b c]", ["a[b", "c]"]),
+    (b"a FETCH 1 body.peek[header.fields (A B)]<0.5>", ["1", "body.peek[header.fields (A B)]<0.5>"]),
+    (b"a FETCH 1 (BINARY.SIZE[1] BINARY[2]<0.1>)", ["1", ["BINARY.SIZE[1]", "BINARY[2]<0.1>"]]),
+])
+def test_atom_chars(line, args):
+    assert parse_command(line).args == args
+
+
+def test_tags_take_brackets_and_braces_but_not_plus():
+    assert parse_command(b"a]b}~ NOOP") == Command("a]b}~", "NOOP")
+    assert parse_command(b"a+ NOOP") == Invalid("*", "missing or bad tag")
+    assert parse_command(b"a{ NOOP") == Invalid("*", "missing or bad tag")
+
+
 @pytest.mark.parametrize("line, tag, reason", [
     (b"", "*", "missing or bad tag"),
     (b"+ x", "*", "missing or bad tag"),
