@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.imap.wire import Wire, append, new_user
+from tests.imap.wire import Wire, append, new_user, examined
 
 QP = (b"Caf=C3=A9 soft break with padding=  \t\r\n"
       b"continues here, trailing spaces   \r\n"
@@ -64,9 +64,7 @@ def user(server) -> str:
 
 @pytest.fixture
 def wire(server, user):
-    wire = Wire.login(server, user)
-    wire.expect("OK", "EXAMINE INBOX")
-    return wire
+    return examined(server, user)
 
 
 def test_binary_size_and_binary_of_a_padded_quoted_printable_part(wire):

@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.imap.wire import Wire, append, new_user
+from tests.imap.wire import Wire, append, new_user, examined
 
 FROMS = [
     b"From: user-from@domain.org",
@@ -119,9 +119,7 @@ def user(server) -> str:
 
 @pytest.fixture
 def wire(server, user):
-    wire = Wire.login(server, user)
-    wire.expect("OK", "EXAMINE INBOX")
-    return wire
+    return examined(server, user)
 
 
 def found(untagged: list[bytes]) -> list[int]:

@@ -129,3 +129,10 @@ def capabilities(untagged: list[bytes]) -> list[str]:
 
 
 # Before TLS ----------------------------------------------------------------------------
+
+
+def examined(server, user: str) -> Wire:
+    """Logged in as ``user`` with INBOX open read-only (EXAMINE)."""
+    wire = Wire.login(server, user)
+    wire.expect("OK", "EXAMINE INBOX")
+    return wire
