@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import imaplib
-import os
 import signal
-import socket
 import ssl
 import statistics
 import sys

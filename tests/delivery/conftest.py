@@ -140,6 +140,14 @@ def world(tmp_path: Path, ca: trustme.CA, dns_server):
     made.close()
 
 
+@pytest.fixture(scope="module")
+def dns_server(request, tmp_path_factory):
+    """unbound serving the test module's ``ZONES``; a module with other needs defines its own."""
+    server = serve_zones(tmp_path_factory.mktemp("dns"), request.module.ZONES)
+    yield server
+    server.stop()
+
+
 def serve_zones(directory: Path, zones: dict):
     """A started DNSServer with ``zones``; for a test module's ``dns_server`` fixture."""
     from tests.delivery.dnsserver import DNSServer

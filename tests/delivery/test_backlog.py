@@ -6,22 +6,12 @@ more when half of what it holds is done; no timing is asserted.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import PASSWORD
-from tests.delivery.conftest import serve_zones
 from tests.delivery.outbound import SENDER, wait_until
 from tests.delivery.scripted_smtp import Behaviour
 
 ZONES = {"bulk.test": {"@": ["MX 10 mx"], "mx": ["A 127.0.0.9"]}}
 BACKLOG = 75
-
-
-@pytest.fixture(scope="module")
-def dns_server(tmp_path_factory):
-    server = serve_zones(tmp_path_factory.mktemp("dns"), ZONES)
-    yield server
-    server.stop()
 
 
 def test_a_backlog_beyond_one_load_is_delivered_whole(world):

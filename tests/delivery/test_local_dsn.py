@@ -12,23 +12,14 @@ from __future__ import annotations
 
 import email
 
-import pytest
 
 from tests.conftest import USERS
-from tests.delivery.conftest import serve_zones
 from tests.delivery.outbound import SENDER, reports, submit
 from tests.delivery.scripted_smtp import Behaviour
 
 ZONES = {"remote.test": {"@": ["MX 10 mx"], "mx": ["A 127.0.0.8"]}}
 BOB = USERS[1]
 SUCCESS = ("NOTIFY=SUCCESS", f"ORCPT=rfc822;{BOB}")
-
-
-@pytest.fixture(scope="module")
-def dns_server(tmp_path_factory):
-    server = serve_zones(tmp_path_factory.mktemp("dns"), ZONES)
-    yield server
-    server.stop()
 
 
 def fields(report: email.message.Message) -> list[dict[str, str]]:

@@ -14,7 +14,6 @@ import dkim
 import dns.resolver
 import pytest
 
-from tests.delivery.conftest import serve_zones
 from tests.delivery.outbound import SENDER, delivery_status, reports, submit, wait_until
 
 ZONES = {
@@ -25,13 +24,6 @@ ZONES = {
     "dead.test": {"@": ["MX 10 mx"], "mx": ["A 127.0.0.4"]},
     "strict.test": {"@": ["MX 10 mx"], "mx": ["A 127.0.0.5"]},
 }
-
-
-@pytest.fixture(scope="module")
-def dns_server(tmp_path_factory):
-    server = serve_zones(tmp_path_factory.mktemp("dns"), ZONES)
-    yield server
-    server.stop()
 
 
 def test_delivery_over_tls_with_all_recipients_of_a_domain_in_one_transaction(world):

@@ -11,7 +11,6 @@ import ssl
 
 import pytest
 
-from tests.delivery.conftest import serve_zones
 from tests.conftest import PASSWORD
 from tests.delivery.outbound import SENDER, reports, submit, wait_until
 from tests.delivery.scripted_smtp import DROP, STALL, Behaviour
@@ -23,13 +22,6 @@ ZONES = {
     "fast.test": {"@": ["MX 10 mx"], "mx": ["A 127.0.0.9"]},
 }
 QUICK = "retry_min = 0.3\nretry_max = 0.6\ncommand_timeout = 2\nconnect_timeout = 2"
-
-
-@pytest.fixture(scope="module")
-def dns_server(tmp_path_factory):
-    server = serve_zones(tmp_path_factory.mktemp("dns"), ZONES)
-    yield server
-    server.stop()
 
 
 def delivered(fake) -> list[bytes]:

@@ -8,22 +8,12 @@ runs, so that the message arrives at all is what shows it. No timing is asserted
 
 from __future__ import annotations
 
-import pytest
-
-from tests.delivery.conftest import serve_zones
 from tests.delivery.outbound import submit, wait_until
 from tests.delivery.scripted_smtp import Behaviour
 
 ZONES = {"later.test": {"@": ["MX 10 mx"], "mx": ["A 127.0.0.6"]}}
 HOURLY = "retry_min = 3600\nretry_max = 7200\nqueue_scan_interval = 3600"
 BUSY = Behaviour(rcpt_default="450 4.2.0 Mailbox busy, try later")
-
-
-@pytest.fixture(scope="module")
-def dns_server(tmp_path_factory):
-    server = serve_zones(tmp_path_factory.mktemp("dns"), ZONES)
-    yield server
-    server.stop()
 
 
 def arrived(fake, address: str) -> bool:

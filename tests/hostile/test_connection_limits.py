@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-import socket
 from pathlib import Path
 
 from tests.hostile.clients import connect, read_line, wait_until

@@ -7,7 +7,6 @@ VmHWM from /proc."""
 
 from __future__ import annotations
 
-import socket
 import ssl
 import threading
 import zlib
