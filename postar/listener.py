@@ -73,7 +73,6 @@ class Listener:
         self.connection_class = connection_class
         self.per_ip_limit = per_ip_limit
         self.deadlines = deadlines
-        self.idle_timeout = deadlines.idle
         self.counter = counter
         self.ssl_context = ssl_context
         self.implicit_tls = implicit_tls
@@ -121,16 +120,20 @@ class Listener:
                 if refused != "shutdown":
                     log.warning("too many connections from %s on %s (%s)", address, self.name, refused)
                 if self._refusing < MAX_TLS_REFUSALS:  # a few get the busy reply over TLS
-                    task = loop.create_task(self._refuse_over_tls(accepted, refused))
-                    self.tasks.add(task)
-                    task.add_done_callback(self.tasks.discard)
+                    self.hold(self._refuse_over_tls(accepted, refused))
                 else:
                     accepted.close()
                 continue
             self.counter.add(address)
-            task = loop.create_task(self._handshake(accepted, address))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.hold(self._handshake(accepted, address))
+
+    def hold(self, work) -> asyncio.Task:
+        """Run ``work`` as a task held in ``tasks`` until it is done (shutdown waits for
+        them; a pending task nobody holds could be collected as garbage)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     async def _refuse_over_tls(self, accepted: socket.socket, reason: str) -> None:
         """The protocol's busy reply over TLS, as over plaintext; at most MAX_TLS_REFUSALS
@@ -204,7 +207,6 @@ class Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future | None = None
         self._waiting_since = 0.0
-        self.idle_limit = listener.idle_timeout  # IMAP's IDLE raises it
         self.signed_in = False
         self._connected_at = self._loop.time()
         self._line_started: float | None = None  # a command line begun but not complete
@@ -255,9 +257,7 @@ class Connection(asyncio.Protocol):
             listener.counter.add(self.client_ip)
             self._counted = True
         listener.connections.add(self)
-        self.task = self._loop.create_task(self._run())
-        listener.tasks.add(self.task)
-        self.task.add_done_callback(listener.tasks.discard)
+        self.task = listener.hold(self._run())
 
     def _turn_away(self, reason: str) -> None:
         self.transport.write(self.refusal(reason))
@@ -351,7 +351,7 @@ class Connection(asyncio.Protocol):
     def _expired(self, now: float) -> str | None:
         deadlines = self.listener.deadlines
         if self._writable is not None and not self._writable.done():
-            return "write" if now - self._write_blocked_since > self.idle_limit else None
+            return "write" if now - self._write_blocked_since > deadlines.idle else None
         if self._waiter is None or self._waiter.done():
             return None  # working, not waiting for the client
         if deadlines.login and not self.signed_in and now - self._connected_at > deadlines.login:
@@ -363,7 +363,7 @@ class Connection(asyncio.Protocol):
                 return "transfer"
         elif deadlines.command and self._line_started is not None and now - self._line_started > deadlines.command:
             return "command"
-        if now - self._waiting_since > self.idle_limit:
+        if now - self._waiting_since > deadlines.idle:
             return "idle"
         return None
 

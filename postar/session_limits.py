@@ -51,8 +51,9 @@ class Deadlines:
         return min(t for t in (self.idle, self.login, self.command) if t > 0)
 
     @classmethod
-    def from_limits(cls, limits, idle: float, login: bool = True) -> "Deadlines":
-        return cls(idle=idle, login=limits.login_timeout if login else 0.0,
+    def from_limits(cls, limits, protocol_idle: float, login: bool = True) -> "Deadlines":
+        """From config ``[limits]``; ``idle_timeout`` 0 means the protocol's own ``protocol_idle``."""
+        return cls(idle=limits.idle_timeout or protocol_idle, login=limits.login_timeout if login else 0.0,
                    command=limits.command_timeout, min_rate=float(limits.min_transfer_rate))
 
 

@@ -36,7 +36,7 @@ class IMAPListener(Listener):
                  counter: ConnectionCounter, implicit_tls: bool, views: MailboxViews):
         limits = context.config.limits
         super().__init__(name, IMAPConnection, per_ip_limit=limits.connections_per_ip,
-                         deadlines=Deadlines.from_limits(limits, limits.idle_timeout or IDLE_TIMEOUT),
+                         deadlines=Deadlines.from_limits(limits, IDLE_TIMEOUT),
                          counter=counter, ssl_context=ssl_context, implicit_tls=implicit_tls)
         self.context = context
         self.views = views
@@ -142,15 +142,12 @@ class IMAPConnection(Connection):
         return result
 
     async def _idle(self, session: Session, result: Result) -> Result:
+        # IDLE waits as long as any command: the idle limit's default, 1800 s, is RFC 2177's floor
         self.write(b"+ idling\r\n")
-        self.idle_limit = self.listener.idle_timeout  # IDLE keeps the RFC 2177 floor unless set lower
         selected = session.selected
         watching = session.store.watch(selected.mailbox.id, self.wake) if selected else contextlib.nullcontext()
-        try:
-            with watching as watch:
-                await self._idle_until_done(session, watch)
-        finally:
-            self.idle_limit = self.listener.idle_timeout
+        with watching as watch:
+            await self._idle_until_done(session, watch)
         return result
 
     async def _idle_until_done(self, session: Session, watch) -> None:

@@ -30,7 +30,7 @@ class POP3Listener(Listener):
                  counter: ConnectionCounter, implicit_tls: bool, locks: MaildropLocks):
         limits = context.config.limits
         super().__init__(name, POP3Connection, per_ip_limit=limits.connections_per_ip,
-                         deadlines=Deadlines.from_limits(limits, limits.idle_timeout or IDLE_TIMEOUT),
+                         deadlines=Deadlines.from_limits(limits, IDLE_TIMEOUT),
                          counter=counter, ssl_context=ssl_context, implicit_tls=implicit_tls)
         self.context = context
         self.locks = locks

@@ -14,7 +14,7 @@ import logging
 import ssl
 
 from postar.listener import TOO_LONG, Closed, Connection, Listener, ShuttingDown
-from postar.session_limits import ConnectionCounter, Deadlines, Expired
+from postar.session_limits import ConnectionCounter, Deadlines
 from postar.smtp import replies
 from postar.context import Context
 from postar.smtp.parser import unstuff
@@ -33,7 +33,7 @@ class SMTPListener(Listener):
     def __init__(self, context: Context, port: Port, ssl_context: ssl.SSLContext | None,
                  counter: ConnectionCounter):
         limits = context.config.limits
-        deadlines = Deadlines.from_limits(limits, limits.idle_timeout or IDLE_TIMEOUT, login=port is not Port.MX)
+        deadlines = Deadlines.from_limits(limits, IDLE_TIMEOUT, login=port is not Port.MX)
         super().__init__(port.value, SMTPConnection, per_ip_limit=limits.connections_per_ip,
                          deadlines=deadlines, counter=counter, ssl_context=ssl_context,
                          implicit_tls=port is Port.SUBMISSIONS)
@@ -73,9 +73,8 @@ class SMTPConnection(Connection):
                 step = await self._advance(session, step)
         except Closed:
             pass
-        except asyncio.TimeoutError as e:
-            if not (isinstance(e, Expired) and e.reason == "write"):
-                self.write(replies.TIMEOUT.encode())
+        except asyncio.TimeoutError:
+            self.write(replies.TIMEOUT.encode())  # not sent after a write deadline: the transport is gone
             log.info("%s: timeout, client=%s", self.id, self.client_ip)
         except (ShuttingDown, asyncio.CancelledError):
             self.write(replies.SHUTTING_DOWN.encode())
